@@ -1,0 +1,233 @@
+"""Settings: defaults, overridden by a TOML file, overridden by environment variables.
+
+Every setting knows where its value came from, so `session-db config` can say so.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from daemon.errors import ConfigError
+
+# Defaults, each with its unit.
+BATCH_MAX_FILES = 2000
+BATCH_MAX_BYTES = 16 * 2**20
+SCAN_INTERVAL_S = 5.0  # full scan of the spool and session roots, whatever the watcher says
+WATCH_DEBOUNCE_MS = 200  # longest the watcher coalesces changes before waking the loop
+WATCH_STEP_MS = 20  # quiet time after which the watcher yields a change set
+FOREIGN_GRACE_S = 10.0  # a header-less file younger than this may still be mid-write
+ORPHAN_TTL_S = 24 * 3600.0  # tmp/ files older than this were left by a killed hook
+CONNECT_TIMEOUT_S = 5
+STATEMENT_TIMEOUT_MS = 30_000
+LOCK_TIMEOUT_MS = 10_000
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 60.0
+FSYNC_POLICIES = ("full", "file", "none")
+LOG_FORMATS = ("auto", "json", "console")
+
+ENV_PREFIX = "SESSION_DB_"
+
+
+def _home() -> Path:
+    return Path(os.environ.get("HOME") or Path.home())
+
+
+def default_config_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(_home() / ".config")
+    return Path(base) / "session-db" / "config.toml"
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(_home() / ".local" / "state")
+    return Path(base) / "session-db"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(_home() / ".local" / "share")
+    return Path(base) / "session-db"
+
+
+def _as_path(value: Any) -> Path:
+    return Path(os.path.expanduser(str(value)))
+
+
+def _as_int(value: Any) -> int:
+    return int(value)
+
+
+def _as_float(value: Any) -> float:
+    return float(value)
+
+
+def _as_str(value: Any) -> str:
+    return str(value)
+
+
+def _as_paths(value: Any) -> tuple[Path, ...]:
+    if isinstance(value, list | tuple):
+        items = [str(v) for v in value]
+    else:
+        items = str(value).split(os.pathsep)
+    return tuple(_as_path(i) for i in items if i)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its key (TOML key; env var is SESSION_DB_<KEY upper>), parser and help."""
+
+    key: str
+    parse: Callable[[Any], Any]
+    help: str
+    choices: tuple[str, ...] = ()
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.key.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("url", _as_str, "libpq URI of the database; unset = private embedded cluster", secret=True),
+    Option("state_dir", _as_path, "state directory (embedded cluster, spool by default)"),
+    Option("spool", _as_path, "spool directory the hooks write to (default <state_dir>/spool)"),
+    Option("data_dir", _as_path, "where `hooks install` puts the hook script"),
+    Option("watch", _as_paths, "project roots or agents/sessions folders to watch, os.pathsep-separated"),
+    Option("host", _as_str, "host name recorded with rows (default: this machine's)"),
+    Option("batch_max_files", _as_int, "most spool files per transaction"),
+    Option("batch_max_bytes", _as_int, "most payload bytes per transaction"),
+    Option("scan_interval_s", _as_float, "seconds between full scans of spool and session roots"),
+    Option("watch_debounce_ms", _as_int, "longest the file watcher coalesces changes"),
+    Option("foreign_grace_s", _as_float, "seconds a header-less spool file may still be mid-write"),
+    Option("orphan_ttl_s", _as_float, "seconds before a tmp/ file left by a killed hook is quarantined"),
+    Option("connect_timeout_s", _as_int, "database connect timeout"),
+    Option("statement_timeout_ms", _as_int, "database statement timeout"),
+    Option("force_polling", lambda v: str(v).lower() in ("1", "true", "yes", "on"), "poll instead of inotify (NFS, containers, WSL)"),
+    Option("log_format", _as_str, "log output: auto (console on a TTY, JSON otherwise), json, console", LOG_FORMATS),
+    Option("pg_bin", _as_str, "directory with initdb/pg_ctl/postgres for the embedded cluster"),
+)
+OPTIONS_BY_KEY = {o.key: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective settings. `sources` maps each key to default, the TOML file, or the env var."""
+
+    url: str | None
+    state_dir: Path
+    spool: Path
+    data_dir: Path
+    watch: tuple[Path, ...]
+    host: str
+    batch_max_files: int = BATCH_MAX_FILES
+    batch_max_bytes: int = BATCH_MAX_BYTES
+    scan_interval_s: float = SCAN_INTERVAL_S
+    watch_debounce_ms: int = WATCH_DEBOUNCE_MS
+    foreign_grace_s: float = FOREIGN_GRACE_S
+    orphan_ttl_s: float = ORPHAN_TTL_S
+    connect_timeout_s: int = CONNECT_TIMEOUT_S
+    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
+    force_polling: bool = False
+    log_format: str = "auto"
+    pg_bin: str | None = None
+    config_file: Path | None = None
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        return not self.url
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the effective settings; raise ConfigError naming the file or variable at fault."""
+    env = os.environ if env is None else env
+    config_file = Path(env["SESSION_DB_CONFIG"]).expanduser() if env.get("SESSION_DB_CONFIG") else default_config_file()
+    from_file: dict[str, Any] = {}
+    if config_file.exists():
+        try:
+            from_file = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{config_file}: not valid TOML ({exc}); fix the file or point SESSION_DB_CONFIG elsewhere") from exc
+        unknown = sorted(set(from_file) - set(OPTIONS_BY_KEY))
+        if unknown:
+            raise ConfigError(
+                f"{config_file}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(OPTIONS_BY_KEY)}"
+            )
+    elif env.get("SESSION_DB_CONFIG"):
+        raise ConfigError(f"SESSION_DB_CONFIG={config_file}: file not found; create it or unset the variable")
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for opt in OPTIONS:
+        raw: Any = None
+        if env.get(opt.env) not in (None, ""):
+            raw, source = env[opt.env], f"env {opt.env}"
+        elif opt.key in from_file:
+            raw, source = from_file[opt.key], f"file {config_file}"
+        if raw is None:
+            continue
+        try:
+            value = opt.parse(raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: {opt.key}={raw!r} is not valid ({exc})") from exc
+        if opt.choices and value not in opt.choices:
+            raise ConfigError(f"{source}: {opt.key}={raw!r}; choose one of {', '.join(opt.choices)}")
+        values[opt.key] = value
+        sources[opt.key] = source
+
+    state_dir = values.get("state_dir") or default_state_dir()
+    values.setdefault("state_dir", state_dir)
+    values.setdefault("spool", state_dir / "spool")
+    values.setdefault("data_dir", default_data_dir())
+    values.setdefault("watch", ())
+    values.setdefault("host", socket.gethostname())
+    for opt in OPTIONS:
+        sources.setdefault(opt.key, "default")
+    values.setdefault("url", None)
+    settings = Settings(config_file=config_file, sources=sources, **values)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    if s.url is not None and urlsplit(s.url).scheme not in ("postgresql", "postgres"):
+        raise ConfigError("SESSION_DB_URL must be a libpq URI (postgresql://user@host/db), the same value psql accepts")
+    for key in ("batch_max_files", "batch_max_bytes", "connect_timeout_s", "statement_timeout_ms"):
+        if getattr(s, key) <= 0:
+            raise ConfigError(f"{key} must be positive ({s.sources[key]})")
+    if s.scan_interval_s <= 0:
+        raise ConfigError(f"scan_interval_s must be positive ({s.sources['scan_interval_s']})")
+    if "/" in s.host or not s.host:
+        raise ConfigError(f"host={s.host!r} must be a non-empty name without '/' ({s.sources['host']})")
+
+
+def mask_url(url: str | None) -> str | None:
+    """The URL with any password replaced by ***."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def describe(s: Settings) -> list[tuple[str, str, str]]:
+    """(key, shown value, source) for every setting, the password masked."""
+    rows: list[tuple[str, str, str]] = []
+    for opt in OPTIONS:
+        value = getattr(s, opt.key)
+        if opt.key == "url":
+            shown = mask_url(value) or "(embedded cluster)"
+        elif isinstance(value, tuple):
+            shown = os.pathsep.join(str(v) for v in value) or "(none)"
+        else:
+            shown = "(none)" if value is None else str(value)
+        rows.append((opt.key, shown, s.sources.get(opt.key, "default")))
+    return rows

@@ -1,0 +1,254 @@
+"""Database access: connections, error classes and every SQL statement, by name.
+
+The ingest path uses psycopg directly (COPY into a temporary table, then one
+INSERT … ON CONFLICT); SQLAlchemy Core is used for schema metadata and migrations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import errors as pgerr
+
+from daemon.errors import PermanentRowError, TransientDbError, UnknownDbError
+
+APPLICATION_NAME = "session-db"
+
+# SQLSTATE classes and codes (PostgreSQL appendix A) and what they mean for a batch.
+TRANSIENT_CLASSES = frozenset({"08", "28", "40", "53", "57", "58"})
+TRANSIENT_CODES = frozenset({"3D000", "55P03", "55006"})
+PERMANENT_CLASSES = frozenset({"22", "23"})
+PERMANENT_CODES = frozenset({"54000", "54001"})
+SCHEMA_CLASSES = frozenset({"42"})
+
+
+def connect(url: str, *, connect_timeout_s: int, statement_timeout_ms: int, lock_timeout_ms: int) -> psycopg.Connection[tuple[object, ...]]:
+    """Open a connection for the daemon with durable commits and bounded waits.
+
+    `synchronous_commit` is forced on for this session: spool files are unlinked after
+    COMMIT, so an asynchronously committed transaction could be lost with its file gone.
+    """
+    conn = psycopg.connect(url, connect_timeout=connect_timeout_s, application_name=APPLICATION_NAME)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(SET_SESSION, (str(statement_timeout_ms), str(lock_timeout_ms)))
+        conn.commit()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def classify(exc: BaseException) -> Exception:
+    """Map a driver exception to TransientDbError, PermanentRowError or UnknownDbError."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and sqlstate is None:
+        return TransientDbError(message)
+    if isinstance(exc, psycopg.DataError) and sqlstate is None:
+        return PermanentRowError(message, None)  # e.g. NUL in a text parameter, refused client-side
+    if sqlstate:
+        cls = sqlstate[:2]
+        if cls in TRANSIENT_CLASSES or sqlstate in TRANSIENT_CODES:
+            return TransientDbError(f"{sqlstate}: {message}")
+        if cls in PERMANENT_CLASSES or sqlstate in PERMANENT_CODES:
+            return PermanentRowError(message, sqlstate)
+    return UnknownDbError(message, sqlstate)
+
+
+def is_schema_error(exc: BaseException) -> bool:
+    sqlstate = getattr(exc, "sqlstate", None)
+    return bool(sqlstate) and sqlstate[:2] in SCHEMA_CLASSES
+
+
+@contextmanager
+def transaction(conn: psycopg.Connection[tuple[object, ...]]) -> Iterator[psycopg.Cursor[tuple[object, ...]]]:
+    """One explicit transaction: commit on success, roll back on any error."""
+    try:
+        with conn.cursor() as cur:
+            yield cur
+        conn.commit()
+    except BaseException:
+        if not conn.closed:
+            try:
+                conn.rollback()
+            except psycopg.Error:
+                conn.close()
+        raise
+
+
+__all__ = ["classify", "connect", "pgerr", "transaction"]
+
+# --- statements -------------------------------------------------------------------------
+
+SET_SESSION = """
+SELECT set_config('synchronous_commit', 'on', false),
+       set_config('statement_timeout', %s, false),
+       set_config('lock_timeout', %s, false)
+"""
+
+SELECT_REVISION = "SELECT version_num FROM alembic_version"
+
+CREATE_INGEST_TABLE = """
+CREATE TEMPORARY TABLE IF NOT EXISTS ingest_events (
+    event_uid text, host text, claude_session_id text, claude_agent_id text,
+    event_type text, tool_name text, tool_use_id text, prompt_id text,
+    occurred_at timestamptz, cwd text, project_dir text, workflow_slug text, agent_type text,
+    payload text, payload_bytes bigint, payload_sha256 text, transforms text[]
+) ON COMMIT DELETE ROWS
+"""
+
+COPY_INGEST = """
+COPY ingest_events (event_uid, host, claude_session_id, claude_agent_id, event_type, tool_name,
+    tool_use_id, prompt_id, occurred_at, cwd, project_dir, workflow_slug, agent_type,
+    payload, payload_bytes, payload_sha256, transforms) FROM STDIN
+"""
+
+INSERT_EVENTS = """
+INSERT INTO agent_logs (event_uid, host, claude_session_id, claude_agent_id, agent_id, session_id,
+    event_category, event_type, tool_name, tool_use_id, prompt_id, occurred_at, cwd, project_dir,
+    workflow_slug, agent_type, payload, payload_bytes, payload_sha256, transforms)
+SELECT i.event_uid, i.host, i.claude_session_id, i.claude_agent_id, a.id, a.session_id,
+    'hook', i.event_type, i.tool_name, i.tool_use_id, i.prompt_id, i.occurred_at, i.cwd, i.project_dir,
+    i.workflow_slug, i.agent_type, i.payload::jsonb, i.payload_bytes, i.payload_sha256, i.transforms
+FROM ingest_events i
+LEFT JOIN agents a
+    ON a.sdk_session_id = i.claude_session_id
+   AND coalesce(a.claude_agent_id, '') = coalesce(i.claude_agent_id, '')
+ON CONFLICT (event_uid) DO NOTHING
+"""
+
+ENSURE_WORKFLOW_SESSIONS = """
+INSERT INTO sessions (host, slug)
+SELECT * FROM unnest(%s::text[], %s::text[])
+ON CONFLICT (host, slug) DO NOTHING
+"""
+
+# Events win for observed times and models; state.json (status_source = 'state') wins for status.
+UPSERT_AGENTS_FROM_EVENTS = """
+INSERT INTO agents AS a (sdk_session_id, claude_agent_id, parent_agent_id, agent_type, model, status,
+    cwd, host, started_at, completed_at, last_event_at, session_id)
+SELECT u.sid, u.aid,
+    CASE WHEN u.aid IS NOT NULL THEN
+        (SELECT p.id FROM agents p WHERE p.sdk_session_id = u.sid AND p.claude_agent_id IS NULL) END,
+    u.agent_type, u.model, u.status, u.cwd, u.host, u.started, u.completed, u.last_at,
+    (SELECT s.id FROM sessions s WHERE s.host = u.host AND s.slug = u.slug)
+FROM unnest(%(sid)s::text[], %(aid)s::text[], %(agent_type)s::text[], %(model)s::text[],
+            %(status)s::text[], %(cwd)s::text[], %(host)s::text[], %(started)s::timestamptz[],
+            %(completed)s::timestamptz[], %(last_at)s::timestamptz[], %(slug)s::text[])
+    AS u(sid, aid, agent_type, model, status, cwd, host, started, completed, last_at, slug)
+ON CONFLICT (sdk_session_id, claude_agent_id) WHERE sdk_session_id IS NOT NULL DO UPDATE SET
+    parent_agent_id = coalesce(a.parent_agent_id, EXCLUDED.parent_agent_id),
+    agent_type = coalesce(a.agent_type, EXCLUDED.agent_type),
+    model = CASE WHEN a.last_event_at IS NULL OR EXCLUDED.last_event_at >= a.last_event_at
+                 THEN coalesce(EXCLUDED.model, a.model) ELSE coalesce(a.model, EXCLUDED.model) END,
+    cwd = CASE WHEN a.last_event_at IS NULL OR EXCLUDED.last_event_at >= a.last_event_at
+               THEN coalesce(EXCLUDED.cwd, a.cwd) ELSE coalesce(a.cwd, EXCLUDED.cwd) END,
+    status = CASE WHEN a.status_source = 'state' THEN a.status
+                  WHEN a.last_event_at IS NULL OR EXCLUDED.last_event_at >= a.last_event_at
+                  THEN EXCLUDED.status ELSE a.status END,
+    completed_at = CASE WHEN a.last_event_at IS NULL OR EXCLUDED.last_event_at >= a.last_event_at
+                        THEN coalesce(EXCLUDED.completed_at,
+                                      CASE WHEN a.status_source = 'state' THEN a.completed_at END)
+                        ELSE a.completed_at END,
+    host = coalesce(a.host, EXCLUDED.host),
+    started_at = least(a.started_at, EXCLUDED.started_at),
+    last_event_at = greatest(a.last_event_at, EXCLUDED.last_event_at),
+    session_id = coalesce(a.session_id, EXCLUDED.session_id),
+    updated_at = now()
+RETURNING id, session_id
+"""
+
+BACKFILL_SESSION_LINKS = """
+UPDATE agent_logs l SET session_id = a.session_id
+FROM agents a
+WHERE a.id = ANY(%s::uuid[]) AND a.session_id IS NOT NULL
+  AND l.agent_id = a.id AND l.session_id IS NULL
+"""
+
+UPSERT_WATCH_ROOTS = """
+INSERT INTO watch_roots (host, path, source)
+SELECT %s, p, %s FROM unnest(%s::text[]) AS p
+ON CONFLICT (host, path) DO NOTHING
+"""
+
+SELECT_WATCH_ROOTS = "SELECT path FROM watch_roots WHERE host = %s ORDER BY path"
+
+SELECT_SESSION_STATE = "SELECT id, status, state_sha256 FROM sessions WHERE host = %s AND slug = %s FOR UPDATE"
+
+UPSERT_SESSION_STATE = """
+INSERT INTO sessions AS s (host, slug, title, status, session_type, working_dir, state_path,
+    total_cost, state, state_sha256, created_at, completed_at)
+VALUES (%(host)s, %(slug)s, %(title)s, coalesce(%(status)s, 'created'), %(session_type)s, %(working_dir)s, %(state_path)s,
+    %(total_cost)s, %(state)s, %(sha)s, coalesce(%(created_at)s, now()), %(completed_at)s)
+ON CONFLICT (host, slug) DO UPDATE SET
+    title = EXCLUDED.title,
+    status = coalesce(EXCLUDED.status, s.status),
+    session_type = EXCLUDED.session_type,
+    working_dir = EXCLUDED.working_dir,
+    state_path = EXCLUDED.state_path,
+    total_cost = EXCLUDED.total_cost,
+    state = EXCLUDED.state,
+    state_sha256 = EXCLUDED.state_sha256,
+    created_at = coalesce(%(created_at)s, s.created_at),
+    completed_at = EXCLUDED.completed_at,
+    updated_at = now()
+RETURNING id
+"""
+
+# state.json agents: keyed by sdk_session_id (the main Claude Code session) when given.
+UPSERT_STATE_AGENT_BY_SDK = """
+INSERT INTO agents AS a (id, session_id, agent_type, sdk_session_id, model, model_alias, status,
+    status_source, checkpoint_id, cost_usd, host, started_at, completed_at)
+VALUES (coalesce(%(id)s, gen_random_uuid()), %(session_id)s, %(agent_type)s, %(sdk_session_id)s,
+    %(model)s, %(model_alias)s, coalesce(%(status)s, 'pending'), 'state', %(checkpoint_id)s,
+    %(cost_usd)s, %(host)s, %(started_at)s, %(completed_at)s)
+ON CONFLICT (sdk_session_id, claude_agent_id) WHERE sdk_session_id IS NOT NULL DO UPDATE SET
+    session_id = EXCLUDED.session_id,
+    agent_type = coalesce(EXCLUDED.agent_type, a.agent_type),
+    model = coalesce(a.model, EXCLUDED.model),
+    model_alias = coalesce(EXCLUDED.model_alias, a.model_alias),
+    status = coalesce(%(status)s::text, a.status),
+    status_source = CASE WHEN %(status)s::text IS NULL THEN a.status_source ELSE 'state' END,
+    checkpoint_id = coalesce(EXCLUDED.checkpoint_id, a.checkpoint_id),
+    cost_usd = coalesce(EXCLUDED.cost_usd, a.cost_usd),
+    started_at = coalesce(a.started_at, EXCLUDED.started_at),
+    completed_at = coalesce(a.completed_at, EXCLUDED.completed_at),
+    updated_at = now()
+RETURNING id
+"""
+
+UPSERT_STATE_AGENT_BY_ID = """
+INSERT INTO agents AS a (id, session_id, agent_type, model, model_alias, status, status_source,
+    checkpoint_id, cost_usd, host, started_at, completed_at)
+VALUES (%(id)s, %(session_id)s, %(agent_type)s, %(model)s, %(model_alias)s,
+    coalesce(%(status)s, 'pending'), 'state', %(checkpoint_id)s, %(cost_usd)s, %(host)s,
+    %(started_at)s, %(completed_at)s)
+ON CONFLICT (id) DO UPDATE SET
+    session_id = EXCLUDED.session_id,
+    agent_type = EXCLUDED.agent_type,
+    model = coalesce(EXCLUDED.model, a.model),
+    model_alias = EXCLUDED.model_alias,
+    status = coalesce(%(status)s, a.status),
+    checkpoint_id = EXCLUDED.checkpoint_id,
+    cost_usd = EXCLUDED.cost_usd,
+    started_at = coalesce(EXCLUDED.started_at, a.started_at),
+    completed_at = coalesce(EXCLUDED.completed_at, a.completed_at),
+    updated_at = now()
+RETURNING id
+"""
+
+INSERT_PHASE_EVENT = """
+INSERT INTO agent_logs (event_uid, host, session_id, event_category, event_type, occurred_at, payload,
+    payload_bytes, workflow_slug)
+VALUES (%(uid)s, %(host)s, %(session_id)s, 'phase', %(event_type)s, %(occurred_at)s, %(payload)s,
+    %(payload_bytes)s, %(slug)s)
+ON CONFLICT (event_uid) DO NOTHING
+"""
+
+STATUS_COUNTS = """
+SELECT host, max(occurred_at) AS last_event, max(ingested_at) AS last_ingested, count(*) AS events
+FROM agent_logs GROUP BY host ORDER BY host
+"""

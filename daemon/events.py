@@ -1,0 +1,221 @@
+"""Spool file bytes → one `agent_logs` row (or a reason to quarantine).
+
+File format written by hooks/session-db-hook (version 1)::
+
+    session-db-spool: 1
+    received-ns: 1795436016586690803
+    host: build-01
+    event: PreToolUse
+    env.CLAUDE_CODE_SESSION_ID: 05e00ce7-…
+                                        ← empty line
+    <payload bytes exactly as Claude Code sent them>
+
+A file without the header is accepted when it is a JSON object (a foreign writer).
+
+NUL escaping (PostgreSQL's jsonb cannot hold U+0000): when a payload contains NUL,
+every string (keys too) is rewritten with the escape character U+2400 "␀":
+U+2400 → "␀␀" and U+0000 → "␀0". Reverse: scan left to right, "␀␀" → "␀",
+"␀0" → NUL. Such rows carry `transforms = {nul_escaped}` plus the sha256 and size of
+the original payload bytes; rows without it are stored exactly as received
+(jsonb normalises whitespace and key order, and keeps the last of duplicate keys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+HEADER_MAGIC = b"session-db-spool: "
+SPOOL_VERSION = 1
+NUL_ESCAPE = "\u2400"
+NUL_MARKER = b"\\u0000"
+UTF8_BOM = b"\xef\xbb\xbf"
+ENV_KEYS = ("CLAUDE_PROJECT_DIR", "CLAUDE_CODE_SESSION_ID", "SESSION_DB_SESSION", "SESSION_DB_AGENT_TYPE")
+UNKNOWN_EVENT = "unknown"
+END_EVENTS = frozenset({"SessionEnd"})
+SUBAGENT_END_EVENTS = frozenset({"SubagentStop"})
+
+
+class BadEvent(Exception):
+    """The file cannot become a row; `reason` is a machine-readable code."""
+
+    def __init__(self, reason: str, detail: str, *, retryable: bool = False) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.retryable = retryable  # a header-less file may still be mid-write
+
+
+@dataclass(slots=True)
+class Event:
+    """One parsed hook event, ready for COPY."""
+
+    uid: str
+    host: str
+    received_ns: int
+    event_type: str
+    claude_session_id: str | None
+    claude_agent_id: str | None
+    agent_type: str | None
+    tool_name: str | None
+    tool_use_id: str | None
+    prompt_id: str | None
+    cwd: str | None
+    project_dir: str | None
+    workflow_slug: str | None
+    model: str | None
+    transcript_path: str | None
+    payload: str | None  # JSON text for the jsonb column, None for an empty payload
+    payload_bytes: int
+    payload_sha256: str | None
+    transforms: list[str] | None
+
+    @property
+    def size(self) -> int:
+        return self.payload_bytes
+
+
+def escape_nul(value: Any) -> Any:
+    """Apply the reversible NUL escaping to every string in a decoded JSON value."""
+    if isinstance(value, str):
+        if "\x00" in value or NUL_ESCAPE in value:
+            return value.replace(NUL_ESCAPE, NUL_ESCAPE * 2).replace("\x00", NUL_ESCAPE + "0")
+        return value
+    if isinstance(value, dict):
+        return {escape_nul(k): escape_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [escape_nul(v) for v in value]
+    return value
+
+
+def unescape_nul(value: Any) -> Any:
+    """Inverse of escape_nul."""
+    if isinstance(value, str):
+        if NUL_ESCAPE not in value:
+            return value
+        out, i = [], 0
+        while i < len(value):
+            ch = value[i]
+            if ch == NUL_ESCAPE and i + 1 < len(value):
+                nxt = value[i + 1]
+                out.append("\x00" if nxt == "0" else NUL_ESCAPE)
+                i += 2
+                continue
+            out.append(ch)
+            i += 1
+        return "".join(out)
+    if isinstance(value, dict):
+        return {unescape_nul(k): unescape_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unescape_nul(v) for v in value]
+    return value
+
+
+def _clean(raw: bytes) -> str:
+    """A header value as text safe for a PostgreSQL text column."""
+    return raw.decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+
+def split_header(data: bytes) -> tuple[dict[str, str] | None, bytes]:
+    """(header fields, payload) of a spool file; header None for a header-less file."""
+    if not data.startswith(HEADER_MAGIC):
+        return None, data
+    end = data.find(b"\n\n")
+    if end < 0:
+        raise BadEvent("truncated_header", "no empty line ends the header")
+    fields: dict[str, str] = {}
+    for line in data[:end].split(b"\n"):
+        key, sep, value = line.partition(b": ")
+        if not sep:
+            raise BadEvent("bad_header", f"header line without ': ': {line[:80]!r}")
+        fields[_clean(key)] = _clean(value)
+    return fields, data[end + 2 :]
+
+
+def _text(obj: dict[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if isinstance(value, str) and value:
+        return value
+    return None
+
+
+def parse(name: str, data: bytes, *, default_host: str, mtime_ns: int) -> Event:
+    """Turn one spool file into an Event, or raise BadEvent."""
+    header, payload = split_header(data)
+    if header is not None:
+        version = header.get("session-db-spool", "")
+        if version != str(SPOOL_VERSION):
+            raise BadEvent("unsupported_spool_version", f"version {version!r}, this daemon reads {SPOOL_VERSION}")
+        try:
+            received_ns = int(header.get("received-ns", ""))
+        except ValueError:
+            raise BadEvent("bad_header", f"received-ns is not an integer: {header.get('received-ns')!r}") from None
+        host = header.get("host") or default_host
+    else:
+        received_ns = mtime_ns
+        host = default_host
+        header = {}
+
+    payload_bytes = len(payload)
+    obj: dict[str, Any] = {}
+    text: str | None = None
+    sha: str | None = None
+    transforms: list[str] | None = None
+    body = payload[3:] if payload.startswith(UTF8_BOM) else payload
+    if body.strip():
+        try:
+            decoded = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BadEvent("json_decode", str(exc), retryable=not header) from None
+        if not isinstance(decoded, dict):
+            raise BadEvent("not_an_object", f"top-level JSON is {type(decoded).__name__}, expected an object")
+        obj = decoded
+        if NUL_MARKER in body and _has_nul(obj):
+            obj = escape_nul(obj)
+            text = orjson.dumps(obj).decode()
+            transforms = ["nul_escaped"]
+            sha = hashlib.sha256(payload).hexdigest()
+        else:
+            text = body.decode("utf-8")  # orjson has validated it
+            if body is not payload:
+                transforms = ["bom_stripped"]
+                sha = hashlib.sha256(payload).hexdigest()
+    elif not header:
+        raise BadEvent("empty", "empty file without a session-db header")
+
+    env = {k: header.get("env." + k) or None for k in ENV_KEYS}
+    event_type = header.get("event") or _text(obj, "hook_event_name") or UNKNOWN_EVENT
+    return Event(
+        uid=name,
+        host=host,
+        received_ns=received_ns,
+        event_type=event_type,
+        claude_session_id=_text(obj, "session_id") or env["CLAUDE_CODE_SESSION_ID"],
+        claude_agent_id=_text(obj, "agent_id"),
+        agent_type=_text(obj, "agent_type") if "agent_id" in obj else (_text(obj, "agent_type") or env["SESSION_DB_AGENT_TYPE"]),
+        tool_name=_text(obj, "tool_name"),
+        tool_use_id=_text(obj, "tool_use_id"),
+        prompt_id=_text(obj, "prompt_id"),
+        cwd=_text(obj, "cwd"),
+        project_dir=env["CLAUDE_PROJECT_DIR"],
+        workflow_slug=env["SESSION_DB_SESSION"],
+        model=_text(obj, "model"),
+        transcript_path=_text(obj, "transcript_path"),
+        payload=text,
+        payload_bytes=payload_bytes,
+        payload_sha256=sha,
+        transforms=transforms,
+    )
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False

@@ -1,0 +1,192 @@
+"""Drain the spool into PostgreSQL: batches by count and bytes, bisection of poison rows.
+
+Invariant: a spool file leaves `new/` only after its row has committed (unlink) or after
+it was judged bad (quarantine with a reason). Anything else leaves it where it is.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from daemon.errors import PermanentRowError, UnknownDbError
+from daemon.events import BadEvent, Event, parse
+from daemon.sink import PostgresSink
+from daemon.spool import Spool, SpoolEntry
+
+log = structlog.get_logger("session_db.ingest")
+
+UNKNOWN_ERROR_RETRIES = 3  # attempts of a batch that fails with an unclassified error before bisecting
+UNREADABLE_RETRY_S = 30.0  # an unreadable file is tried again after this long, not in a hot loop
+PAUSE_ENV = "SESSION_DB_TEST_PAUSE"  # fault injection for crash tests: pre_commit, post_commit, mid_unlink
+
+
+@dataclass
+class DrainStats:
+    """Totals of one drain pass."""
+
+    batches: int = 0
+    files: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    deferred: int = 0
+    roots: set[str] = field(default_factory=set)
+
+
+class Ingestor:
+    """Turns the files in `new/` into rows, one transaction per batch."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        sink: PostgresSink,
+        *,
+        host: str,
+        batch_max_files: int,
+        batch_max_bytes: int,
+        foreign_grace_s: float,
+        pause_dir: Path | None = None,
+    ) -> None:
+        self.spool = spool
+        self.sink = sink
+        self.host = host
+        self.batch_max_files = batch_max_files
+        self.batch_max_bytes = batch_max_bytes
+        self.foreign_grace_s = foreign_grace_s
+        self._unreadable: dict[str, float] = {}
+        self._pause = os.environ.get(PAUSE_ENV) or None
+        self._pause_dir = pause_dir
+        self.on_event: Callable[[Event], None] | None = None
+
+    def batches(self, entries: Sequence[SpoolEntry]) -> list[list[SpoolEntry]]:
+        """Split entries into batches bounded by file count and bytes (a big file goes alone)."""
+        out: list[list[SpoolEntry]] = []
+        cur: list[SpoolEntry] = []
+        size = 0
+        for e in entries:
+            if cur and (len(cur) >= self.batch_max_files or size + e.size > self.batch_max_bytes):
+                out.append(cur)
+                cur, size = [], 0
+            cur.append(e)
+            size += e.size
+        if cur:
+            out.append(cur)
+        return out
+
+    def drain(self, should_stop: Callable[[], bool] = lambda: False) -> DrainStats:
+        """Ingest everything in `new/` now. Transient database errors propagate to the caller."""
+        stats = DrainStats()
+        entries = self.spool.scan()
+        for batch in self.batches(entries):
+            if should_stop():
+                break
+            self._ingest_batch(batch, stats)
+        return stats
+
+    def _ingest_batch(self, batch: list[SpoolEntry], stats: DrainStats) -> None:
+        t0 = time.monotonic()
+        events: list[Event] = []
+        quarantined = 0
+        now = time.time()
+        for entry in batch:
+            retry_at = self._unreadable.get(entry.name)
+            if retry_at is not None and retry_at > now:
+                stats.deferred += 1
+                continue
+            try:
+                data = self.spool.read(entry.name)
+            except FileNotFoundError:
+                continue  # settled by another daemon
+            except OSError as exc:
+                if exc.errno == 40:  # ELOOP: a symlink planted in new/
+                    quarantined += self.spool.quarantine_file(entry.name, "symlink", "spool files are never followed")
+                    continue
+                if entry.name not in self._unreadable:
+                    log.warning("spool_file_unreadable", file=entry.name, error=str(exc))
+                self._unreadable[entry.name] = now + UNREADABLE_RETRY_S
+                stats.deferred += 1
+                continue
+            self._unreadable.pop(entry.name, None)
+            try:
+                event = parse(entry.name, data, default_host=self.host, mtime_ns=entry.mtime_ns)
+            except BadEvent as bad:
+                if bad.retryable and now - entry.mtime_ns / 1e9 < self.foreign_grace_s:
+                    stats.deferred += 1  # a foreign writer may still be writing it
+                    continue
+                quarantined += self.spool.quarantine_file(entry.name, bad.reason, bad.detail)
+                continue
+            events.append(event)
+        result_rows = 0
+        duplicates = 0
+        if events:
+            inserted, dups, q = self._write(events, attempt=1)
+            result_rows, duplicates = inserted, dups
+            quarantined += q
+            if self.on_event is not None:
+                for e in events:
+                    self.on_event(e)
+        stats.batches += 1
+        stats.files += len(batch)
+        stats.inserted += result_rows
+        stats.duplicates += duplicates
+        stats.quarantined += quarantined
+        log.info(
+            "batch_committed",
+            files=len(batch),
+            rows=result_rows,
+            duplicates=duplicates,
+            quarantined=quarantined,
+            bytes=sum(e.size for e in batch),
+            ms=round((time.monotonic() - t0) * 1000, 1),
+        )
+
+    def _write(self, events: list[Event], attempt: int) -> tuple[int, int, int]:
+        """Commit events, bisecting around rows the database rejects. (inserted, duplicates, quarantined)."""
+        try:
+            result = self.sink.write_events(events, before_commit=self._pause_point("pre_commit"))
+        except PermanentRowError as exc:
+            return self._bisect(events, str(exc), exc.sqlstate)
+        except UnknownDbError as exc:
+            if attempt < UNKNOWN_ERROR_RETRIES:
+                log.warning("batch_retry_unknown_error", error=str(exc), sqlstate=exc.sqlstate, attempt=attempt)
+                time.sleep(0.2 * attempt)
+                return self._write(events, attempt + 1)
+            return self._bisect(events, str(exc), exc.sqlstate)
+        self._maybe_pause("post_commit")
+        names = [e.uid for e in events]
+        if self._pause == "mid_unlink" and len(names) > 1:
+            self.spool.remove(names[: len(names) // 2])
+            self._maybe_pause("mid_unlink")
+        self.spool.remove(names)
+        return result.inserted, result.duplicates, 0
+
+    def _bisect(self, events: list[Event], error: str, sqlstate: str | None) -> tuple[int, int, int]:
+        if len(events) == 1:
+            ok = self.spool.quarantine_file(events[0].uid, "db_rejected", error, sqlstate=sqlstate)
+            log.warning("event_quarantined", file=events[0].uid, reason="db_rejected", sqlstate=sqlstate, error=error)
+            return 0, 0, int(ok)
+        mid = len(events) // 2
+        a = self._write(events[:mid], attempt=1)
+        b = self._write(events[mid:], attempt=1)
+        return a[0] + b[0], a[1] + b[1], a[2] + b[2]
+
+    # --- fault injection for the crash tests --------------------------------------------
+
+    def _pause_point(self, point: str) -> Callable[[], None] | None:
+        if self._pause != point:
+            return None
+        return lambda: self._maybe_pause(point)
+
+    def _maybe_pause(self, point: str) -> None:
+        """Announce the pause point with a marker file, then wait to be killed."""
+        if self._pause != point or self._pause_dir is None:
+            return
+        (self._pause_dir / f"paused-{point}").write_text(str(os.getpid()))
+        while True:
+            time.sleep(3600)

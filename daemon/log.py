@@ -1,0 +1,60 @@
+"""structlog setup: JSON lines for machines (journald), readable lines on a TTY."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import orjson
+import structlog
+
+# syslog priorities for journald's "<N>" line prefix (sd-daemon(3)).
+PRIORITY = {"critical": 2, "error": 3, "exception": 3, "warning": 4, "info": 6, "debug": 7}
+
+
+def _journal_prefix(_: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    event["_priority"] = PRIORITY.get(method, 6)
+    return event
+
+
+def _json_renderer(journal: bool) -> Any:
+    def render(_: Any, __: str, event: dict[str, Any]) -> str:
+        prio = event.pop("_priority", 6)
+        body = orjson.dumps(event, default=str).decode()
+        return f"<{prio}>{body}" if journal else body
+
+    return render
+
+
+def configure(fmt: str = "auto", *, stream: Any = None, journal: bool | None = None) -> None:
+    """Configure structlog. fmt: auto | json | console."""
+    import os
+
+    stream = stream or sys.stderr
+    if journal is None:
+        journal = bool(os.environ.get("JOURNAL_STREAM"))
+    use_console = fmt == "console" or (fmt == "auto" and stream.isatty() and not journal)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if use_console:
+        processors = [
+            *shared,
+            structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+        ]
+    else:
+        processors = [
+            *shared,
+            _journal_prefix,
+            structlog.processors.dict_tracebacks,
+            _json_renderer(journal),
+        ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )

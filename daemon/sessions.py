@@ -1,0 +1,250 @@
+"""Workflow state: `agents/sessions/<slug>/state.json` → `sessions` and `agents` rows.
+
+Latest-state convergence: every distinct content the daemon observes is applied once
+(keyed by its sha256); a partial or invalid file keeps the last good row and is tried
+again when it changes; a deleted folder keeps its rows. Each observed status change
+becomes one `agent_logs` row with event_category 'phase'.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import structlog
+from psycopg.types.json import Jsonb
+
+from daemon import db
+from daemon.errors import TransientDbError
+from daemon.events import NUL_MARKER, escape_nul
+from daemon.schema import AGENT_STATUSES, SESSION_STATUSES, SESSION_TYPES
+from daemon.sink import PostgresSink, ns_to_datetime
+
+log = structlog.get_logger("session_db.sessions")
+
+STATE_FILE = "state.json"
+AGENT_ID_NAMESPACE = uuid.UUID("5e55104d-b0c5-4a0e-9d1b-5e55104db0c5")
+
+
+def sessions_dir(root: Path) -> Path:
+    """A watch root is a project root or an `agents/sessions` folder itself."""
+    if root.name == "sessions" and root.parent.name == "agents":
+        return root
+    return root / "agents" / "sessions"
+
+
+def state_files(roots: Iterable[Path]) -> list[Path]:
+    out = []
+    for root in roots:
+        sdir = sessions_dir(root)
+        try:
+            children = sorted(os.scandir(sdir), key=lambda d: d.name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for child in children:
+            if child.name.startswith(".") or not child.is_dir():
+                continue
+            path = Path(child.path) / STATE_FILE
+            if path.is_file():
+                out.append(path)
+    return out
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else None
+
+
+def _uuid(value: Any, host: str, slug: str) -> uuid.UUID | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return uuid.uuid5(AGENT_ID_NAMESPACE, f"{host}/{slug}/{value}")
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """One applied state.json."""
+
+    slug: str
+    session_id: uuid.UUID
+    agents: int
+    phase_from: str | None
+    phase_to: str | None
+
+
+class SessionTracker:
+    """Applies each new state.json content once; remembers hashes of what it has seen."""
+
+    def __init__(self, sink: PostgresSink, host: str) -> None:
+        self.sink = sink
+        self.host = host
+        self._seen: dict[Path, str] = {}  # path → sha256 last handled (applied, or invalid)
+        self._warned: set[tuple[str, str]] = set()
+
+    def sync(self, roots: Iterable[Path]) -> list[SyncResult]:
+        """Apply every changed state.json under the roots. Database errors propagate."""
+        results = []
+        for path in state_files(roots):
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                self._warn_once(str(path), "unreadable", "state_unreadable", error=str(exc))
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            if self._seen.get(path) == sha:
+                continue
+            try:
+                state = orjson.loads(data)
+                if not isinstance(state, dict):
+                    raise TypeError("top level is not an object")
+            except (orjson.JSONDecodeError, TypeError) as exc:
+                # Writers may write in place: keep the last good row, try again on change.
+                self._warn_once(str(path), sha, "state_invalid", error=str(exc))
+                self._seen[path] = sha
+                continue
+            try:
+                mtime_ns = path.stat().st_mtime_ns
+            except FileNotFoundError:
+                continue
+            try:
+                result = self._apply(path, state, sha, mtime_ns)
+            except psycopg.Error as exc:
+                err = db.classify(exc)
+                if isinstance(err, TransientDbError):
+                    raise err from exc
+                self._warn_once(str(path), sha, "state_rejected", error=str(exc))
+                self._seen[path] = sha
+                continue
+            self._seen[path] = sha
+            if result is not None:
+                results.append(result)
+        return results
+
+    def _warn_once(self, key: str, sha: str, event: str, **kw: Any) -> None:
+        if (key, sha) not in self._warned:
+            self._warned.add((key, sha))
+            log.warning(event, path=key, **kw)
+
+    def _apply(self, path: Path, state: dict[str, Any], sha: str, mtime_ns: int) -> SyncResult | None:
+        slug = _str(state.get("slug")) or path.parent.name
+        status = _str(state.get("status")) or _str(state.get("phase"))
+        if status is not None and status not in SESSION_STATUSES:
+            self._warn_once(str(path), sha, "state_status_unknown", status=status, kept_in="sessions.state")
+            status = None
+        session_type = _str(state.get("session_type"))
+        if session_type not in SESSION_TYPES:
+            session_type = None
+        stored = state
+        if NUL_MARKER in orjson.dumps(state):
+            stored = escape_nul(state)
+        conn = self.sink.connection()
+        with db.transaction(conn) as cur:
+            cur.execute(db.SELECT_SESSION_STATE, (self.host, slug))
+            row = cur.fetchone()
+            old_status = row[1] if row else None
+            if row and row[2] == sha:
+                return None  # another daemon (or an earlier run) applied this content
+            cur.execute(
+                db.UPSERT_SESSION_STATE,
+                {
+                    "host": self.host,
+                    "slug": slug,
+                    "title": _str(state.get("title")),
+                    "status": status,
+                    "session_type": session_type,
+                    "working_dir": _str(state.get("working_dir")),
+                    "state_path": str(path),
+                    "total_cost": _decimal(state.get("total_cost")),
+                    "state": Jsonb(stored),
+                    "sha": sha,
+                    "created_at": _time(state.get("created_at")),
+                    "completed_at": _time(state.get("completed_at")),
+                },
+            )
+            fetched = cur.fetchone()
+            assert fetched is not None
+            session_id = fetched[0]
+            agent_ids = []
+            agents = state.get("agents")
+            for index, entry in enumerate(agents if isinstance(agents, list) else []):
+                if not isinstance(entry, dict):
+                    continue
+                agent_ids.append(self._apply_agent(cur, session_id, slug, index, entry))
+            if agent_ids:
+                cur.execute(db.BACKFILL_SESSION_LINKS, (agent_ids,))
+            new_status = status or old_status or "created"
+            changed = row is None or new_status != old_status
+            if changed:
+                payload = {"from": old_status, "to": new_status, "state_sha256": sha, "state_path": str(path)}
+                body = orjson.dumps(payload)
+                cur.execute(
+                    db.INSERT_PHASE_EVENT,
+                    {
+                        "uid": f"phase:{self.host}:{slug}:{old_status}:{new_status}:{sha}",
+                        "host": self.host,
+                        "session_id": session_id,
+                        "event_type": new_status,
+                        "occurred_at": ns_to_datetime(mtime_ns),
+                        "payload": Jsonb(payload),
+                        "payload_bytes": len(body),
+                        "slug": slug,
+                    },
+                )
+        log.info("state_applied", slug=slug, status=new_status, agents=len(agent_ids), sha256=sha[:12])
+        return SyncResult(slug, session_id, len(agent_ids), old_status if changed else None, new_status if changed else None)
+
+    def _apply_agent(self, cur: psycopg.Cursor[Any], session_id: uuid.UUID, slug: str, index: int, entry: dict[str, Any]) -> Any:
+        status = _str(entry.get("status"))
+        params = {
+            "id": _uuid(entry.get("id"), self.host, slug),
+            "session_id": session_id,
+            "agent_type": _str(entry.get("agent_type")),
+            "sdk_session_id": _str(entry.get("sdk_session_id")),
+            "model": _str(entry.get("model")),
+            "model_alias": _str(entry.get("model_alias")),
+            "status": status if status in AGENT_STATUSES else None,
+            "checkpoint_id": _str(entry.get("checkpoint_id")),
+            "cost_usd": _decimal(entry.get("cost_usd")),
+            "host": self.host,
+            "started_at": _time(entry.get("started_at")),
+            "completed_at": _time(entry.get("completed_at")),
+        }
+        if params["sdk_session_id"]:
+            cur.execute(db.UPSERT_STATE_AGENT_BY_SDK, params)
+        else:
+            if params["id"] is None:
+                params["id"] = uuid.uuid5(AGENT_ID_NAMESPACE, f"{self.host}/{slug}/#{index}")
+            cur.execute(db.UPSERT_STATE_AGENT_BY_ID, params)
+        fetched = cur.fetchone()
+        assert fetched is not None
+        return fetched[0]

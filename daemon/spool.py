@@ -1,0 +1,216 @@
+"""The Maildir-style spool: list `new/`, read files safely, settle them.
+
+A spool file stays in `new/` until its row has committed (then it is unlinked) or it
+is judged bad (then it moves to `quarantine/` beside a `<name>.reason.json`). The
+daemon never holds the only copy of an event.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from daemon.errors import ConfigError, FatalIOError
+
+SUBDIRS = ("tmp", "new", "quarantine")
+REASON_SUFFIX = ".reason.json"
+DIR_MODE = 0o700
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolEntry:
+    """A file seen in `new/` by the last scan."""
+
+    name: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What waits in `new/`."""
+
+    files: int
+    bytes: int
+    oldest_age_s: float | None
+
+
+class Spool:
+    """One spool directory with `tmp/`, `new/` and `quarantine/` on one filesystem."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.new = root / "new"
+        self.quarantine = root / "quarantine"
+
+    def ensure(self) -> None:
+        """Create the directories (0700) and check they share one filesystem."""
+        try:
+            for sub in (self.root, self.tmp, self.new, self.quarantine):
+                sub.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"spool {self.root}: cannot create ({exc.strerror}); set SESSION_DB_SPOOL to a writable directory"
+            ) from exc
+        devices = {os.stat(p).st_dev for p in (self.tmp, self.new, self.quarantine)}
+        if len(devices) != 1:
+            raise ConfigError(
+                f"spool {self.root}: tmp/, new/ and quarantine/ must be on one filesystem (rename across mounts is not atomic)"
+            )
+        if not os.access(self.new, os.W_OK | os.X_OK):
+            raise ConfigError(f"spool {self.new}: not writable by this user; fix its owner or mode")
+
+    def scan(self) -> list[SpoolEntry]:
+        """Every regular-looking file in `new/`, oldest name first (names start with the time)."""
+        entries: list[SpoolEntry] = []
+        try:
+            it = os.scandir(self.new)
+        except FileNotFoundError:
+            return entries
+        with it:
+            for de in it:
+                if de.name.startswith("."):
+                    continue
+                try:
+                    st = de.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # settled by another daemon meanwhile
+                entries.append(SpoolEntry(de.name, st.st_size, st.st_mtime_ns))
+        entries.sort(key=lambda e: e.name)
+        return entries
+
+    def backlog(self) -> Backlog:
+        entries = self.scan()
+        if not entries:
+            return Backlog(0, 0, None)
+        oldest = min(e.mtime_ns for e in entries)
+        return Backlog(len(entries), sum(e.size for e in entries), max(0.0, time.time() - oldest / 1e9))
+
+    def read(self, name: str) -> bytes:
+        """The file's bytes, never following a symlink (raises OSError, ELOOP for a link)."""
+        fd = os.open(self.new / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            chunks = []
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def remove(self, names: list[str]) -> int:
+        """Unlink settled files (only ever called after COMMIT). Returns how many we removed."""
+        removed = 0
+        for name in names:
+            try:
+                os.unlink(self.new / name)
+                removed += 1
+            except FileNotFoundError:
+                pass  # another daemon settled it
+        return removed
+
+    def quarantine_file(self, name: str, reason: str, detail: str, **extra: object) -> bool:
+        """Move `new/<name>` to `quarantine/` beside a reason sidecar. False if it was gone.
+
+        The sidecar is written (and fsynced) first, so a kill between the two steps
+        leaves the file in `new/` to be judged again, never a reason-less quarantine.
+        Any OSError here is fatal: our own durable state could not be written.
+        """
+        src = self.new / name
+        if not os.path.lexists(src):
+            return False
+        record = {"name": name, "reason": reason, "detail": detail, "quarantined_at": time.time(), **extra}
+        try:
+            write_durably(self.quarantine / (name + REASON_SUFFIX), orjson.dumps(record, option=orjson.OPT_INDENT_2))
+            try:
+                os.rename(src, self.quarantine / name)
+            except FileNotFoundError:
+                os.unlink(self.quarantine / (name + REASON_SUFFIX))
+                return False
+            fsync_dir(self.quarantine)
+        except OSError as exc:
+            raise FatalIOError(f"cannot quarantine {src}: {exc}") from exc
+        return True
+
+    def quarantined(self) -> Iterator[str]:
+        """Names of quarantined event files (not their sidecars)."""
+        try:
+            names = os.listdir(self.quarantine)
+        except FileNotFoundError:
+            return
+        for n in sorted(names):
+            if not n.endswith(REASON_SUFFIX) and not n.startswith("."):
+                yield n
+
+    def orphans(self, ttl_s: float) -> list[str]:
+        """Files in `tmp/` older than `ttl_s` (left by a hook killed before its rename)."""
+        now = time.time()
+        out = []
+        try:
+            with os.scandir(self.tmp) as it:
+                for de in it:
+                    try:
+                        st = de.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if now - st.st_mtime > ttl_s:
+                        out.append(de.name)
+        except FileNotFoundError:
+            pass
+        return out
+
+    def settle_orphan(self, name: str) -> str:
+        """Remove an orphan whose event already reached `new/`, else quarantine it."""
+        src = self.tmp / name
+        if (self.new / name).exists() or (self.quarantine / name).exists():
+            try:
+                os.unlink(src)
+            except FileNotFoundError:
+                pass
+            return "removed"
+        record = {"name": name, "reason": "orphan_tmp", "detail": "left in tmp/ by a hook that did not finish", "quarantined_at": time.time()}
+        try:
+            write_durably(self.quarantine / (name + REASON_SUFFIX), orjson.dumps(record, option=orjson.OPT_INDENT_2))
+            os.rename(src, self.quarantine / name)
+            fsync_dir(self.quarantine)
+        except FileNotFoundError:
+            return "gone"
+        except OSError as exc:
+            raise FatalIOError(f"cannot quarantine orphan {src}: {exc}") from exc
+        return "quarantined"
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically and durably (tmp file, fsync, rename, fsync dir)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # some filesystems cannot fsync a directory
+            raise
+    finally:
+        os.close(fd)

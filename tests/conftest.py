@@ -1,0 +1,84 @@
+"""Shared fixtures: a real PostgreSQL server (pytest-postgresql), one migrated template
+database, and a fresh clone of it per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_postgresql import factories
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from daemon import migrations
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+FIXTURES = TESTS / "fixtures" / "claude-code-2.1.330"
+PG_CTL = str(TESTS / "support" / "pg_ctl")
+PG_USER = "postgres"
+
+
+def url_for(host: str, port: int, user: str, dbname: str) -> str:
+    return f"postgresql://{user}@{host}:{port}/{dbname}"
+
+
+def migrate_template(host: str, port: int, user: str, dbname: str, password: str | None = None, **_: Any) -> None:
+    """Loader: bring the template database to head once per test session."""
+    migrations.upgrade(url_for(host, port, user, dbname))
+
+
+postgresql_proc = factories.postgresql_proc(
+    executable=PG_CTL,
+    user=PG_USER,
+    unixsocketdir="/tmp",
+    load=[migrate_template],
+)
+
+
+def _janitor(proc: Any, dbname: str, template: bool) -> DatabaseJanitor:
+    return DatabaseJanitor(
+        user=proc.user,
+        host=proc.host,
+        port=proc.port,
+        dbname=dbname,
+        template_dbname=proc.template_dbname if template else None,
+        password=proc.password,
+    )
+
+
+_counter = iter(range(1_000_000))
+
+
+@pytest.fixture
+def db_url(postgresql_proc: Any) -> Iterator[str]:
+    """A libpq URL of a fresh database at schema head, dropped after the test."""
+    name = f"t{os.getpid()}_{next(_counter)}"
+    with _janitor(postgresql_proc, name, template=True):
+        yield url_for(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, name)
+
+
+@pytest.fixture
+def empty_db_url(postgresql_proc: Any) -> Iterator[str]:
+    """A libpq URL of a fresh, empty database (no schema)."""
+    name = f"e{os.getpid()}_{next(_counter)}"
+    with _janitor(postgresql_proc, name, template=False):
+        yield url_for(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, name)
+
+
+@pytest.fixture
+def host() -> str:
+    return socket.gethostname()
+
+
+@pytest.fixture
+def hook_path() -> Path:
+    return REPO / "hooks" / "session-db-hook"
+
+
+def pytest_report_header() -> list[str]:
+    return [f"postgres via {PG_CTL}; pg_dump: {shutil.which('pg_dump')}; euid={os.geteuid()}"]
