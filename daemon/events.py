@@ -35,6 +35,7 @@ NUL_MARKER = b"\\u0000"
 UTF8_BOM = b"\xef\xbb\xbf"
 ENV_KEYS = ("CLAUDE_PROJECT_DIR", "CLAUDE_CODE_SESSION_ID", "SESSION_DB_SESSION", "SESSION_DB_AGENT_TYPE")
 UNKNOWN_EVENT = "unknown"
+MAX_RECEIVED_NS = 253_402_300_799 * 10**9  # 9999-12-31T23:59:59Z, the last instant PostgreSQL and Python share
 END_EVENTS = frozenset({"SessionEnd"})
 SUBAGENT_END_EVENTS = frozenset({"SubagentStop"})
 
@@ -153,6 +154,8 @@ def parse(name: str, data: bytes, *, default_host: str, mtime_ns: int) -> Event:
             received_ns = int(header.get("received-ns", ""))
         except ValueError:
             raise BadEvent("bad_header", f"received-ns is not an integer: {header.get('received-ns')!r}") from None
+        if not 0 <= received_ns <= MAX_RECEIVED_NS:
+            raise BadEvent("bad_header", f"received-ns out of range: {received_ns}")
         host = header.get("host") or default_host
     else:
         received_ns = mtime_ns
