@@ -134,7 +134,9 @@ SELECT u.sid, u.aid,
     CASE WHEN u.aid IS NOT NULL THEN
         (SELECT p.id FROM agents p WHERE p.sdk_session_id = u.sid AND p.claude_agent_id IS NULL) END,
     u.agent_type, u.model, u.status, u.cwd, u.host, u.started, u.completed, u.last_at,
-    (SELECT s.id FROM sessions s WHERE s.host = u.host AND s.slug = u.slug)
+    coalesce((SELECT s.id FROM sessions s WHERE s.host = u.host AND s.slug = u.slug),
+             CASE WHEN u.aid IS NOT NULL THEN (SELECT p.session_id FROM agents p
+                                               WHERE p.sdk_session_id = u.sid AND p.claude_agent_id IS NULL) END)
 FROM unnest(%(sid)s::text[], %(aid)s::text[], %(agent_type)s::text[], %(model)s::text[],
             %(status)s::text[], %(cwd)s::text[], %(host)s::text[], %(started)s::timestamptz[],
             %(completed)s::timestamptz[], %(last_at)s::timestamptz[], %(slug)s::text[])
@@ -166,6 +168,15 @@ UPDATE agent_logs l SET session_id = a.session_id
 FROM agents a
 WHERE a.id = ANY(%s::uuid[]) AND a.session_id IS NOT NULL
   AND l.agent_id = a.id AND l.session_id IS NULL
+"""
+
+# Subagents belong to the workflow session of their parent.
+LINK_CHILD_AGENTS = """
+UPDATE agents c SET session_id = p.session_id, updated_at = now()
+FROM agents p
+WHERE p.id = ANY(%s::uuid[]) AND p.session_id IS NOT NULL
+  AND c.parent_agent_id = p.id AND c.session_id IS NULL
+RETURNING c.id
 """
 
 UPSERT_WATCH_ROOTS = """

@@ -201,7 +201,9 @@ class SessionTracker:
                     continue
                 agent_ids.append(self._apply_agent(cur, session_id, slug, index, entry))
             if agent_ids:
-                cur.execute(db.BACKFILL_SESSION_LINKS, (agent_ids,))
+                cur.execute(db.LINK_CHILD_AGENTS, (agent_ids,))
+                children = [r[0] for r in cur.fetchall()]
+                cur.execute(db.BACKFILL_SESSION_LINKS, (agent_ids + children,))
             new_status = status or old_status or "created"
             changed = row is None or new_status != old_status
             if changed:

@@ -162,6 +162,9 @@ class PostgresSink:
                 if group:
                     cur.execute(db.UPSERT_AGENTS_FROM_EVENTS, _agent_params(group))
                     linked.extend(row[0] for row in cur.fetchall() if row[1] is not None)
+            if linked:
+                cur.execute(db.LINK_CHILD_AGENTS, (linked,))
+                linked.extend(row[0] for row in cur.fetchall())
             with cur.copy(db.COPY_INGEST) as copy:
                 for e in events:
                     copy.write_row(event_row(e))
