@@ -16,7 +16,7 @@ import orjson
 import structlog
 
 from daemon import __version__, config
-from daemon.errors import EX_OK, ConfigError, SessionDbError
+from daemon.errors import EX_OK, EX_SOFTWARE, ConfigError, SessionDbError
 
 log = structlog.get_logger("session_db.cli")
 
@@ -85,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception:
+        log.exception("crashed")  # a bug or a dead side task: exit non-zero so systemd restarts us
+        return EX_SOFTWARE
 
 
 # --- commands ---------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import itertools
 import os
 import re
 import shutil
@@ -232,19 +231,6 @@ def _proc_state(pid: int) -> str | None:
         return None
     # The command name is in parentheses and may contain spaces; the state follows it.
     return stat.rsplit(")", 1)[1].split()[0]
-
-
-def _is_postmaster_of(argv: list[bytes], data_dir: Path) -> bool:
-    """Whether a command line is ``.../postgres -D <data_dir> ...`` (pg_ctl's postmaster)."""
-    if not argv or Path(os.fsdecode(argv[0])).name not in ("postgres", "postmaster"):
-        return False
-    for flag, value in itertools.pairwise(argv):
-        if flag == b"-D":
-            try:
-                return Path(os.fsdecode(value)).samefile(data_dir)
-            except OSError:
-                return False
-    return True  # no -D: started some other way; do not second-guess it
 
 
 @dataclass(frozen=True)
@@ -518,39 +504,50 @@ class EmbeddedCluster:
         status = lines[7].strip() if len(lines) > 7 else ""
         return _PidFile(pid=pid, socket_dir=socket_dir, status=status)
 
-    def _pid_file_is_stale(self) -> bool:
-        """True when postmaster.pid names a process that is certainly not our postmaster.
+    def _pid_is_stale(self, pid: int) -> bool:
+        """True when ``pid`` is certainly not a postmaster serving our data directory.
 
-        ``pg_ctl status`` and postgres itself only probe the pid with kill(0), which succeeds
-        for a zombie (a killed postmaster nobody has reaped yet, e.g. under a container init
-        that does not reap) and for an unrelated process that reused the pid after a reboot.
-        Both would block a restart forever, so on Linux we look closer; elsewhere we trust
-        kill(0).
+        ``pg_ctl status`` and postgres itself only probe lock-file pids with kill(0), which
+        succeeds for a zombie (a killed postmaster nobody has reaped yet, e.g. under a
+        container init that does not reap) and for an unrelated process that reused the pid
+        after a reboot. Both would block a restart forever, so on Linux we look closer;
+        elsewhere we trust kill(0).
         """
-        pidfile = self._read_pid_file()
-        if pidfile is None or not Path("/proc/self/stat").exists():
+        if not Path("/proc/self/stat").exists():
             return False
-        state = _proc_state(pidfile.pid)
+        state = _proc_state(pid)
         if state is None or state in ("Z", "X"):
             return True
         try:
-            argv = Path(f"/proc/{pidfile.pid}/cmdline").read_bytes().split(b"\0")
-        except PermissionError:
-            return False  # cannot tell; assume it is ours
+            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+            # The postmaster chdirs into its data directory; comparing inodes also holds
+            # when the state directory was moved while the server kept running.
+            in_data_dir = Path(f"/proc/{pid}/cwd").samefile(self.data_dir)
         except FileNotFoundError:
-            return True
-        return not _is_postmaster_of(argv, self.data_dir)
+            return True  # exited meanwhile
+        except OSError:
+            return False  # cannot tell (permissions); assume it is ours
+        is_postgres = Path(os.fsdecode(argv0)).name in ("postgres", "postmaster")
+        return not (is_postgres and in_data_dir)
 
-    def _remove_stale_pid_file(self) -> None:
-        if self._pid_file_is_stale():
-            pidfile = self._read_pid_file()
-            log.warning(
-                "cluster_stale_pid_removed",
-                pid=pidfile.pid if pidfile else None,
-                data_dir=str(self.data_dir),
-            )
-            with contextlib.suppress(FileNotFoundError):
-                (self.data_dir / "postmaster.pid").unlink()
+    def _pid_file_is_stale(self) -> bool:
+        pidfile = self._read_pid_file()
+        return pidfile is not None and self._pid_is_stale(pidfile.pid)
+
+    def _remove_stale_lock_files(self) -> None:
+        """Remove postmaster.pid and the socket lock file when they name a dead postmaster."""
+        for lock_file in (
+            self.data_dir / "postmaster.pid",
+            self.socket_dir / f"{SOCKET_NAME}.lock",
+        ):
+            try:
+                pid = int(lock_file.read_text().splitlines()[0])
+            except (FileNotFoundError, IndexError, ValueError):
+                continue  # absent, or being written: leave it to postgres
+            if self._pid_is_stale(pid):
+                log.warning("cluster_stale_lock_removed", lock_file=str(lock_file), pid=pid)
+                with contextlib.suppress(FileNotFoundError):
+                    lock_file.unlink()
 
     def _wait_ready(self, deadline: float) -> bool:
         """Wait for a running postmaster to accept connections; False if it went away."""
@@ -570,7 +567,7 @@ class EmbeddedCluster:
 
     def _start_or_reuse(self) -> bool:
         start = time.monotonic()
-        self._remove_stale_pid_file()
+        self._remove_stale_lock_files()
         if self.is_running():
             pidfile = self._read_pid_file()
             ready = self._wait_ready(start + START_TIMEOUT_S)
@@ -615,6 +612,7 @@ class EmbeddedCluster:
             "start",
         ]
         while True:
+            self._remove_stale_lock_files()
             log_size = self.log_path.stat().st_size if self.log_path.exists() else 0
             proc = self._run_pg("pg_ctl", args, timeout=START_TIMEOUT_S + 15)
             if proc.returncode == 0:
@@ -624,7 +622,6 @@ class EmbeddedCluster:
             new_log = self._log_since(log_size)
             if _SHM_IN_USE in new_log and time.monotonic() < deadline:
                 time.sleep(0.2)
-                self._remove_stale_pid_file()
                 continue
             raise self._error("`pg_ctl start` failed", proc)
         pidfile = self._read_pid_file()

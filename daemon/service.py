@@ -21,7 +21,7 @@ import watchfiles
 from daemon import migrations
 from daemon.cluster import EmbeddedCluster, find_binaries
 from daemon.config import BACKOFF_BASE_S, BACKOFF_CAP_S, LOCK_TIMEOUT_MS, WATCH_STEP_MS, Settings
-from daemon.errors import SchemaMismatchError, TransientDbError
+from daemon.errors import ConfigError, SchemaMismatchError, TransientDbError
 from daemon.ingest import DrainStats, Ingestor
 from daemon.notify import notify, watchdog_interval_s
 from daemon.sessions import SessionTracker, sessions_dir
@@ -142,6 +142,12 @@ class Service:
     def prepare(self) -> None:
         """Check config and spool, start the embedded cluster if needed (fast, local only)."""
         self.spool.ensure()
+        try:
+            self.settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"state directory {self.settings.state_dir}: cannot create ({exc.strerror}); set SESSION_DB_STATE_DIR"
+            ) from exc
         if self.settings.embedded:
             self.cluster = EmbeddedCluster(self.settings.state_dir, find_binaries(self.settings.pg_bin))
             self._started_cluster = self.cluster.ensure_started()
