@@ -7,8 +7,8 @@ import os
 
 import psycopg
 import sqlalchemy as sa
-from alembic import context
 
+from alembic import context
 from daemon.schema import metadata
 
 config = context.config

@@ -7,10 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import orjson
 import structlog
@@ -37,25 +36,42 @@ $SESSION_DB_CONFIG (default ~/.config/session-db/config.toml). `session-db confi
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="session-db", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="session-db",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"session-db {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT (a second signal exits at once)")
+    sub.add_parser(
+        "run", help="run the daemon until SIGTERM/SIGINT (a second signal exits at once)"
+    )
     ing = sub.add_parser("ingest", help="drain the spool and state files, then exit (tests, cron)")
-    ing.add_argument("--once", action="store_true", required=True, help="drain once and exit (required)")
-    mig = sub.add_parser("migrate", help="upgrade the database schema (Alembic) to this version's head")
+    ing.add_argument(
+        "--once", action="store_true", required=True, help="drain once and exit (required)"
+    )
+    mig = sub.add_parser(
+        "migrate", help="upgrade the database schema (Alembic) to this version's head"
+    )
     mig.add_argument("--revision", default="head", help="target revision (default: head)")
-    st = sub.add_parser("status", help="spool backlog, quarantine, database and schema, last events per host")
+    st = sub.add_parser(
+        "status", help="spool backlog, quarantine, database and schema, last events per host"
+    )
     st.add_argument("--json", action="store_true", help="machine-readable output")
-    sub.add_parser("config", help="print the effective settings and where each came from (password masked)")
-    ps = sub.add_parser("psql", help="open psql on the database (starts the embedded cluster if needed)")
+    sub.add_parser(
+        "config", help="print the effective settings and where each came from (password masked)"
+    )
+    ps = sub.add_parser(
+        "psql", help="open psql on the database (starts the embedded cluster if needed)"
+    )
     ps.add_argument("psql_args", nargs=argparse.REMAINDER, help="extra arguments passed to psql")
 
     hooks = sub.add_parser("hooks", help="install or remove our Claude Code hook")
     hsub = hooks.add_subparsers(dest="hooks_command", required=True, metavar="ACTION")
-    for name, text in (("install", "add one handler per Claude Code event"), ("uninstall", "remove exactly our handlers")):
+    for name, text in (
+        ("install", "add one handler per Claude Code event"),
+        ("uninstall", "remove exactly our handlers"),
+    ):
         h = hsub.add_parser(name, help=text)
         h.add_argument(
             "--project",
@@ -81,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = COMMANDS[args.command]
         return handler(settings, args)
     except SessionDbError as exc:
-        log.error("fatal", error=str(exc), exit_code=exc.exit_code)
+        log.error("fatal", error=str(exc), exit_code=exc.exit_code)  # noqa: TRY400 - the message says it all
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -96,7 +112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_run(settings: config.Settings, _args: argparse.Namespace) -> int:
     from daemon.service import Service
 
-    log.info("starting", version=__version__, spool=str(settings.spool), host=settings.host, embedded=settings.embedded)
+    log.info(
+        "starting",
+        version=__version__,
+        spool=str(settings.spool),
+        host=settings.host,
+        embedded=settings.embedded,
+    )
     return Service(settings).run()
 
 
@@ -104,7 +126,13 @@ def cmd_ingest(settings: config.Settings, _args: argparse.Namespace) -> int:
     from daemon.service import Service
 
     stats = Service(settings).run_once()
-    log.info("ingest_done", files=stats.files, rows=stats.inserted, duplicates=stats.duplicates, quarantined=stats.quarantined)
+    log.info(
+        "ingest_done",
+        files=stats.files,
+        rows=stats.inserted,
+        duplicates=stats.duplicates,
+        quarantined=stats.quarantined,
+    )
     return EX_OK
 
 
@@ -159,7 +187,9 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
 
     report = collect(settings)
     if args.json:
-        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(report, option=orjson.OPT_INDENT_2, default=str).decode() + "\n"
+        )
     else:
         sys.stdout.write(render(report))
     return EX_OK if report["database"]["reachable"] else 1
@@ -168,7 +198,9 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
 def cmd_psql(settings: config.Settings, args: argparse.Namespace) -> int:
     psql = shutil.which("psql")
     if psql is None:
-        raise ConfigError("psql not found on PATH: install the PostgreSQL client (apt-get install postgresql-client)")
+        raise ConfigError(
+            "psql not found on PATH: install the PostgreSQL client (apt-get install postgresql-client)"
+        )
     extra = [a for a in args.psql_args if a != "--"]
     with database(settings) as url:
         # The URL goes through the environment-free argument `-d`, which carries no password for the
@@ -188,8 +220,6 @@ def _strip_password(url: str) -> tuple[str, str | None]:
         return url, None
     netloc = parts.netloc.replace(f":{parts.password}@", "@", 1)
     return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.password)
-
-
 
 
 def cmd_hooks(settings: config.Settings, args: argparse.Namespace) -> int:
@@ -223,7 +253,7 @@ def cmd_hooks(settings: config.Settings, args: argparse.Namespace) -> int:
     return EX_OK
 
 
-COMMANDS: dict[str, Any] = {
+COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "run": cmd_run,
     "ingest": cmd_ingest,
     "migrate": cmd_migrate,

@@ -147,9 +147,10 @@ def find_binaries(override: str | None = None) -> PgBinaries:
 
     Order: ``override`` (default: ``$SESSION_DB_PG_BIN``), ``pg_config --bindir``, the
     directory of ``pg_ctl`` on ``PATH``, the highest ``/usr/lib/postgresql/*/bin``.
-    An explicit override that lacks a binary is an error, never silently skipped.
+    An empty override counts as unset. An explicit override that lacks a binary is an error,
+    never silently skipped.
     """
-    chosen = override if override is not None else os.environ.get(PG_BIN_ENV) or None
+    chosen = override or os.environ.get(PG_BIN_ENV) or None
     if chosen is not None:
         bindir = Path(chosen).expanduser()
         missing = [name for name in _REQUIRED if not os.access(bindir / name, os.X_OK)]
@@ -657,7 +658,8 @@ class EmbeddedCluster:
     # ----------------------------------------------------------------- database
 
     def _ensure_database(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
+        start = time.monotonic()
+        deadline = start + START_TIMEOUT_S
         while True:
             try:
                 with psycopg.connect(
@@ -676,7 +678,7 @@ class EmbeddedCluster:
                             conn.execute(
                                 sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DBNAME))
                             )
-                        log.info("cluster_database_created", dbname=DBNAME)
+                        log.info("cluster_database_created", dbname=DBNAME, duration_ms=_ms(start))
                     return
             except psycopg.OperationalError as exc:
                 # "the database system is starting up": a reused server still in recovery.

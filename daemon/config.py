@@ -5,6 +5,7 @@ Every setting knows where its value came from, so `session-db config` can say so
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import tomllib
@@ -12,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from daemon.errors import ConfigError
 
@@ -35,23 +36,24 @@ LOG_FORMATS = ("auto", "json", "console")
 ENV_PREFIX = "SESSION_DB_"
 
 
-def _home() -> Path:
-    return Path(os.environ.get("HOME") or Path.home())
+def _home(env: Mapping[str, str]) -> Path:
+    return Path(env.get("HOME") or Path.home())
 
 
-def default_config_file() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(_home() / ".config")
-    return Path(base) / "session-db" / "config.toml"
+def _xdg(env: Mapping[str, str], var: str, fallback: str) -> Path:
+    return Path(env.get(var) or str(_home(env) / fallback)) / "session-db"
 
 
-def default_state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(_home() / ".local" / "state")
-    return Path(base) / "session-db"
+def default_config_file(env: Mapping[str, str] = os.environ) -> Path:
+    return _xdg(env, "XDG_CONFIG_HOME", ".config") / "config.toml"
 
 
-def default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(_home() / ".local" / "share")
-    return Path(base) / "session-db"
+def default_state_dir(env: Mapping[str, str] = os.environ) -> Path:
+    return _xdg(env, "XDG_STATE_HOME", ".local/state")
+
+
+def default_data_dir(env: Mapping[str, str] = os.environ) -> Path:
+    return _xdg(env, "XDG_DATA_HOME", ".local/share")
 
 
 def _as_path(value: Any) -> Path:
@@ -59,11 +61,33 @@ def _as_path(value: Any) -> Path:
 
 
 def _as_int(value: Any) -> int:
+    if isinstance(value, bool | float):
+        raise ValueError("expected a whole number")
     return int(value)
 
 
 def _as_float(value: Any) -> float:
-    return float(value)
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("expected a finite number")
+    return number
+
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"expected one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
 
 
 def _as_str(value: Any) -> str:
@@ -71,10 +95,9 @@ def _as_str(value: Any) -> str:
 
 
 def _as_paths(value: Any) -> tuple[Path, ...]:
-    if isinstance(value, list | tuple):
-        items = [str(v) for v in value]
-    else:
-        items = str(value).split(os.pathsep)
+    items = (
+        [str(v) for v in value] if isinstance(value, list | tuple) else str(value).split(os.pathsep)
+    )
     return tuple(_as_path(i) for i in items if i)
 
 
@@ -94,22 +117,35 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("url", _as_str, "libpq URI of the database; unset = private embedded cluster", secret=True),
+    Option(
+        "url", _as_str, "libpq URI of the database; unset = private embedded cluster", secret=True
+    ),
     Option("state_dir", _as_path, "state directory (embedded cluster, spool by default)"),
     Option("spool", _as_path, "spool directory the hooks write to (default <state_dir>/spool)"),
     Option("data_dir", _as_path, "where `hooks install` puts the hook script"),
-    Option("watch", _as_paths, "project roots or agents/sessions folders to watch, os.pathsep-separated"),
+    Option(
+        "watch",
+        _as_paths,
+        "project roots or agents/sessions folders to watch, os.pathsep-separated",
+    ),
     Option("host", _as_str, "host name recorded with rows (default: this machine's)"),
     Option("batch_max_files", _as_int, "most spool files per transaction"),
     Option("batch_max_bytes", _as_int, "most payload bytes per transaction"),
     Option("scan_interval_s", _as_float, "seconds between full scans of spool and session roots"),
     Option("watch_debounce_ms", _as_int, "longest the file watcher coalesces changes"),
     Option("foreign_grace_s", _as_float, "seconds a header-less spool file may still be mid-write"),
-    Option("orphan_ttl_s", _as_float, "seconds before a tmp/ file left by a killed hook is quarantined"),
+    Option(
+        "orphan_ttl_s", _as_float, "seconds before a tmp/ file left by a killed hook is quarantined"
+    ),
     Option("connect_timeout_s", _as_int, "database connect timeout"),
     Option("statement_timeout_ms", _as_int, "database statement timeout"),
-    Option("force_polling", lambda v: str(v).lower() in ("1", "true", "yes", "on"), "poll instead of inotify (NFS, containers, WSL)"),
-    Option("log_format", _as_str, "log output: auto (console on a TTY, JSON otherwise), json, console", LOG_FORMATS),
+    Option("force_polling", _as_bool, "poll instead of inotify (NFS, containers, WSL)"),
+    Option(
+        "log_format",
+        _as_str,
+        "log output: auto (console on a TTY, JSON otherwise), json, console",
+        LOG_FORMATS,
+    ),
     Option("pg_bin", _as_str, "directory with initdb/pg_ctl/postgres for the embedded cluster"),
 )
 OPTIONS_BY_KEY = {o.key: o for o in OPTIONS}
@@ -147,20 +183,28 @@ class Settings:
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Build the effective settings; raise ConfigError naming the file or variable at fault."""
     env = os.environ if env is None else env
-    config_file = Path(env["SESSION_DB_CONFIG"]).expanduser() if env.get("SESSION_DB_CONFIG") else default_config_file()
+    config_file = (
+        Path(env["SESSION_DB_CONFIG"]).expanduser()
+        if env.get("SESSION_DB_CONFIG")
+        else default_config_file(env)
+    )
     from_file: dict[str, Any] = {}
     if config_file.exists():
         try:
             from_file = tomllib.loads(config_file.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{config_file}: not valid TOML ({exc}); fix the file or point SESSION_DB_CONFIG elsewhere") from exc
+            raise ConfigError(
+                f"{config_file}: not valid TOML ({exc}); fix the file or point SESSION_DB_CONFIG elsewhere"
+            ) from exc
         unknown = sorted(set(from_file) - set(OPTIONS_BY_KEY))
         if unknown:
             raise ConfigError(
                 f"{config_file}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(OPTIONS_BY_KEY)}"
             )
     elif env.get("SESSION_DB_CONFIG"):
-        raise ConfigError(f"SESSION_DB_CONFIG={config_file}: file not found; create it or unset the variable")
+        raise ConfigError(
+            f"SESSION_DB_CONFIG={config_file}: file not found; create it or unset the variable"
+        )
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -177,14 +221,16 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: {opt.key}={raw!r} is not valid ({exc})") from exc
         if opt.choices and value not in opt.choices:
-            raise ConfigError(f"{source}: {opt.key}={raw!r}; choose one of {', '.join(opt.choices)}")
+            raise ConfigError(
+                f"{source}: {opt.key}={raw!r}; choose one of {', '.join(opt.choices)}"
+            )
         values[opt.key] = value
         sources[opt.key] = source
 
-    state_dir = values.get("state_dir") or default_state_dir()
+    state_dir = values.get("state_dir") or default_state_dir(env)
     values.setdefault("state_dir", state_dir)
     values.setdefault("spool", state_dir / "spool")
-    values.setdefault("data_dir", default_data_dir())
+    values.setdefault("data_dir", default_data_dir(env))
     values.setdefault("watch", ())
     values.setdefault("host", socket.gethostname())
     for opt in OPTIONS:
@@ -197,25 +243,45 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
 
 def _validate(s: Settings) -> None:
     if s.url is not None and urlsplit(s.url).scheme not in ("postgresql", "postgres"):
-        raise ConfigError("SESSION_DB_URL must be a libpq URI (postgresql://user@host/db), the same value psql accepts")
+        raise ConfigError(
+            "SESSION_DB_URL must be a libpq URI (postgresql://user@host/db), the same value psql accepts"
+        )
     for key in ("batch_max_files", "batch_max_bytes", "connect_timeout_s", "statement_timeout_ms"):
         if getattr(s, key) <= 0:
             raise ConfigError(f"{key} must be positive ({s.sources[key]})")
-    if s.scan_interval_s <= 0:
-        raise ConfigError(f"scan_interval_s must be positive ({s.sources['scan_interval_s']})")
+    for key in ("scan_interval_s", "orphan_ttl_s", "watch_debounce_ms"):
+        if getattr(s, key) <= 0:
+            raise ConfigError(f"{key} must be positive ({s.sources[key]})")
+    if s.foreign_grace_s < 0:
+        raise ConfigError(f"foreign_grace_s must not be negative ({s.sources['foreign_grace_s']})")
     if "/" in s.host or not s.host:
-        raise ConfigError(f"host={s.host!r} must be a non-empty name without '/' ({s.sources['host']})")
+        raise ConfigError(
+            f"host={s.host!r} must be a non-empty name without '/' ({s.sources['host']})"
+        )
 
 
 def mask_url(url: str | None) -> str | None:
-    """The URL with any password replaced by ***."""
+    """The URL with any password (in the user part or the query) replaced by ***."""
     if not url:
         return url
     parts = urlsplit(url)
-    if parts.password is None:
+    secret_query = any(
+        k.lower() == "password" for k, _ in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    if parts.password is None and not secret_query:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1))
+    if secret_query:
+        query = [
+            (k, "***" if k.lower() == "password" else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(query, safe="/*"))
+    masked = urlunsplit(parts)
+    if url.startswith(f"{parts.scheme}:///") and not masked.startswith(f"{parts.scheme}:///"):
+        masked = masked.replace(f"{parts.scheme}:", f"{parts.scheme}://", 1)  # keep the empty host
+    return masked
 
 
 def describe(s: Settings) -> list[tuple[str, str, str]]:

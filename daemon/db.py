@@ -21,16 +21,19 @@ TRANSIENT_CLASSES = frozenset({"08", "28", "40", "53", "57", "58"})
 TRANSIENT_CODES = frozenset({"3D000", "55P03", "55006"})
 PERMANENT_CLASSES = frozenset({"22", "23"})
 PERMANENT_CODES = frozenset({"54000", "54001"})
-SCHEMA_CLASSES = frozenset({"42"})
 
 
-def connect(url: str, *, connect_timeout_s: int, statement_timeout_ms: int, lock_timeout_ms: int) -> psycopg.Connection[tuple[object, ...]]:
+def connect(
+    url: str, *, connect_timeout_s: int, statement_timeout_ms: int, lock_timeout_ms: int
+) -> psycopg.Connection[tuple[object, ...]]:
     """Open a connection for the daemon with durable commits and bounded waits.
 
     `synchronous_commit` is forced on for this session: spool files are unlinked after
     COMMIT, so an asynchronously committed transaction could be lost with its file gone.
     """
-    conn = psycopg.connect(url, connect_timeout=connect_timeout_s, application_name=APPLICATION_NAME)
+    conn = psycopg.connect(
+        url, connect_timeout=connect_timeout_s, application_name=APPLICATION_NAME
+    )
     try:
         with conn.cursor() as cur:
             cur.execute(SET_SESSION, (str(statement_timeout_ms), str(lock_timeout_ms)))
@@ -58,13 +61,10 @@ def classify(exc: BaseException) -> Exception:
     return UnknownDbError(message, sqlstate)
 
 
-def is_schema_error(exc: BaseException) -> bool:
-    sqlstate = getattr(exc, "sqlstate", None)
-    return bool(sqlstate) and sqlstate[:2] in SCHEMA_CLASSES
-
-
 @contextmanager
-def transaction(conn: psycopg.Connection[tuple[object, ...]]) -> Iterator[psycopg.Cursor[tuple[object, ...]]]:
+def transaction(
+    conn: psycopg.Connection[tuple[object, ...]],
+) -> Iterator[psycopg.Cursor[tuple[object, ...]]]:
     """One explicit transaction: commit on success, roll back on any error."""
     try:
         with conn.cursor() as cur:
@@ -187,13 +187,16 @@ ON CONFLICT (host, path) DO NOTHING
 
 SELECT_WATCH_ROOTS = "SELECT path FROM watch_roots WHERE host = %s ORDER BY path"
 
-SELECT_SESSION_STATE = "SELECT id, status, state_sha256 FROM sessions WHERE host = %s AND slug = %s FOR UPDATE"
+SELECT_SESSION_STATE = (
+    "SELECT id, status, state_sha256 FROM sessions WHERE host = %s AND slug = %s FOR UPDATE"
+)
 
 UPSERT_SESSION_STATE = """
 INSERT INTO sessions AS s (host, slug, title, status, session_type, working_dir, state_path,
     total_cost, state, state_sha256, created_at, completed_at)
-VALUES (%(host)s, %(slug)s, %(title)s, coalesce(%(status)s, 'created'), %(session_type)s, %(working_dir)s, %(state_path)s,
-    %(total_cost)s, %(state)s, %(sha)s, coalesce(%(created_at)s, now()), %(completed_at)s)
+VALUES (%(host)s, %(slug)s, %(title)s, coalesce(%(status)s, 'created'), %(session_type)s, %(working_dir)s,
+    %(state_path)s,
+    %(total_cost)s, %(state)s::jsonb, %(sha)s, coalesce(%(created_at)s, now()), %(completed_at)s)
 ON CONFLICT (host, slug) DO UPDATE SET
     title = EXCLUDED.title,
     status = coalesce(EXCLUDED.status, s.status),

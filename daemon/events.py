@@ -23,6 +23,7 @@ the original payload bytes; rows without it are stored exactly as received
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +34,16 @@ SPOOL_VERSION = 1
 NUL_ESCAPE = "\u2400"
 NUL_MARKER = b"\\u0000"
 UTF8_BOM = b"\xef\xbb\xbf"
-ENV_KEYS = ("CLAUDE_PROJECT_DIR", "CLAUDE_CODE_SESSION_ID", "SESSION_DB_SESSION", "SESSION_DB_AGENT_TYPE")
+ENV_KEYS = (
+    "CLAUDE_PROJECT_DIR",
+    "CLAUDE_CODE_SESSION_ID",
+    "SESSION_DB_SESSION",
+    "SESSION_DB_AGENT_TYPE",
+)
 UNKNOWN_EVENT = "unknown"
-MAX_RECEIVED_NS = 253_402_300_799 * 10**9  # 9999-12-31T23:59:59Z, the last instant PostgreSQL and Python share
+MAX_RECEIVED_NS = (
+    253_402_300_799 * 10**9
+)  # 9999-12-31T23:59:59Z, the last instant PostgreSQL and Python share
 END_EVENTS = frozenset({"SessionEnd"})
 SUBAGENT_END_EVENTS = frozenset({"SubagentStop"})
 
@@ -92,6 +100,34 @@ def escape_nul(value: Any) -> Any:
     return value
 
 
+# In JSON text, NUL can only appear as the escape \u0000 inside a string; U+2400 as the escape
+# \u2400 or as its UTF-8 bytes. An escaped backslash is matched first so that "\\u0000" (a
+# backslash followed by the letters u0000) is left alone.
+_NUL_TEXT = re.compile(rb"\\\\|\\u0000|\\u2400|\xe2\x90\x80")
+_ESC = NUL_ESCAPE.encode()
+
+
+def escape_nul_json(body: bytes) -> tuple[bytes, bool]:
+    """escape_nul applied to JSON text without decoding it (numbers and key order stay as sent).
+
+    Returns the new text and whether any NUL was escaped; without a NUL the text is unchanged.
+    """
+    found = False
+
+    def repl(m: re.Match[bytes]) -> bytes:
+        nonlocal found
+        token = m.group()
+        if token == b"\\\\":
+            return token
+        if token == b"\\u0000":
+            found = True
+            return _ESC + b"0"
+        return _ESC + _ESC
+
+    out = _NUL_TEXT.sub(repl, body)
+    return (out, True) if found else (body, False)
+
+
 def unescape_nul(value: Any) -> Any:
     """Inverse of escape_nul."""
     if isinstance(value, str):
@@ -139,7 +175,7 @@ def split_header(data: bytes) -> tuple[dict[str, str] | None, bytes]:
 def _text(obj: dict[str, Any], key: str) -> str | None:
     value = obj.get(key)
     if isinstance(value, str) and value:
-        return value
+        return escape_nul(value) if "\x00" in value else value
     return None
 
 
@@ -149,11 +185,16 @@ def parse(name: str, data: bytes, *, default_host: str, mtime_ns: int) -> Event:
     if header is not None:
         version = header.get("session-db-spool", "")
         if version != str(SPOOL_VERSION):
-            raise BadEvent("unsupported_spool_version", f"version {version!r}, this daemon reads {SPOOL_VERSION}")
+            raise BadEvent(
+                "unsupported_spool_version",
+                f"version {version!r}, this daemon reads {SPOOL_VERSION}",
+            )
         try:
             received_ns = int(header.get("received-ns", ""))
         except ValueError:
-            raise BadEvent("bad_header", f"received-ns is not an integer: {header.get('received-ns')!r}") from None
+            raise BadEvent(
+                "bad_header", f"received-ns is not an integer: {header.get('received-ns')!r}"
+            ) from None
         if not 0 <= received_ns <= MAX_RECEIVED_NS:
             raise BadEvent("bad_header", f"received-ns out of range: {received_ns}")
         host = header.get("host") or default_host
@@ -166,28 +207,31 @@ def parse(name: str, data: bytes, *, default_host: str, mtime_ns: int) -> Event:
     obj: dict[str, Any] = {}
     text: str | None = None
     sha: str | None = None
-    transforms: list[str] | None = None
-    body = payload[3:] if payload.startswith(UTF8_BOM) else payload
+    transforms: list[str] = []
+    body = payload
+    if body.startswith(UTF8_BOM):
+        body = body[len(UTF8_BOM) :]
+        transforms.append("bom_stripped")
     if body.strip():
         try:
             decoded = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise BadEvent("json_decode", str(exc), retryable=not header) from None
         if not isinstance(decoded, dict):
-            raise BadEvent("not_an_object", f"top-level JSON is {type(decoded).__name__}, expected an object")
+            raise BadEvent(
+                "not_an_object", f"top-level JSON is {type(decoded).__name__}, expected an object"
+            )
         obj = decoded
-        if NUL_MARKER in body and _has_nul(obj):
-            obj = escape_nul(obj)
-            text = orjson.dumps(obj).decode()
-            transforms = ["nul_escaped"]
-            sha = hashlib.sha256(payload).hexdigest()
-        else:
-            text = body.decode("utf-8")  # orjson has validated it
-            if body is not payload:
-                transforms = ["bom_stripped"]
-                sha = hashlib.sha256(payload).hexdigest()
+        if NUL_MARKER in body:
+            body, escaped = escape_nul_json(body)
+            if escaped:
+                transforms.append("nul_escaped")
+        text = body.decode("utf-8")  # orjson has validated it
     elif not header:
-        raise BadEvent("empty", "empty file without a session-db header")
+        # A foreign writer may have created the file and not written it yet.
+        raise BadEvent("empty", "empty file without a session-db header", retryable=True)
+    if transforms:
+        sha = hashlib.sha256(payload).hexdigest()
 
     env = {k: header.get("env." + k) or None for k in ENV_KEYS}
     event_type = header.get("event") or _text(obj, "hook_event_name") or UNKNOWN_EVENT
@@ -198,7 +242,9 @@ def parse(name: str, data: bytes, *, default_host: str, mtime_ns: int) -> Event:
         event_type=event_type,
         claude_session_id=_text(obj, "session_id") or env["CLAUDE_CODE_SESSION_ID"],
         claude_agent_id=_text(obj, "agent_id"),
-        agent_type=_text(obj, "agent_type") if "agent_id" in obj else (_text(obj, "agent_type") or env["SESSION_DB_AGENT_TYPE"]),
+        agent_type=_text(obj, "agent_type")
+        if "agent_id" in obj
+        else (_text(obj, "agent_type") or env["SESSION_DB_AGENT_TYPE"]),
         tool_name=_text(obj, "tool_name"),
         tool_use_id=_text(obj, "tool_use_id"),
         prompt_id=_text(obj, "prompt_id"),
@@ -210,15 +256,5 @@ def parse(name: str, data: bytes, *, default_host: str, mtime_ns: int) -> Event:
         payload=text,
         payload_bytes=payload_bytes,
         payload_sha256=sha,
-        transforms=transforms,
+        transforms=transforms or None,
     )
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False

@@ -21,9 +21,13 @@ from daemon.spool import Spool, SpoolEntry
 
 log = structlog.get_logger("session_db.ingest")
 
-UNKNOWN_ERROR_RETRIES = 3  # attempts of a batch that fails with an unclassified error before bisecting
+UNKNOWN_ERROR_RETRIES = (
+    3  # attempts of a batch that fails with an unclassified error before bisecting
+)
 UNREADABLE_RETRY_S = 30.0  # an unreadable file is tried again after this long, not in a hot loop
-PAUSE_ENV = "SESSION_DB_TEST_PAUSE"  # fault injection for crash tests: pre_commit, post_commit, mid_unlink
+PAUSE_ENV = (
+    "SESSION_DB_TEST_PAUSE"  # fault injection for crash tests: pre_commit, post_commit, mid_unlink
+)
 
 
 @dataclass
@@ -105,7 +109,9 @@ class Ingestor:
                 continue  # settled by another daemon
             except OSError as exc:
                 if exc.errno == 40:  # ELOOP: a symlink planted in new/
-                    quarantined += self.spool.quarantine_file(entry.name, "symlink", "spool files are never followed")
+                    quarantined += self.spool.quarantine_file(
+                        entry.name, "symlink", "spool files are never followed"
+                    )
                     continue
                 if entry.name not in self._unreadable:
                     log.warning("spool_file_unreadable", file=entry.name, error=str(exc))
@@ -154,7 +160,12 @@ class Ingestor:
             return self._bisect(events, str(exc), exc.sqlstate)
         except UnknownDbError as exc:
             if attempt < UNKNOWN_ERROR_RETRIES:
-                log.warning("batch_retry_unknown_error", error=str(exc), sqlstate=exc.sqlstate, attempt=attempt)
+                log.warning(
+                    "batch_retry_unknown_error",
+                    error=str(exc),
+                    sqlstate=exc.sqlstate,
+                    attempt=attempt,
+                )
                 time.sleep(0.2 * attempt)
                 return self._write(events, attempt + 1)
             return self._bisect(events, str(exc), exc.sqlstate)
@@ -166,10 +177,18 @@ class Ingestor:
         self.spool.remove(names)
         return result.inserted, result.duplicates, 0
 
-    def _bisect(self, events: list[Event], error: str, sqlstate: str | None) -> tuple[int, int, int]:
+    def _bisect(
+        self, events: list[Event], error: str, sqlstate: str | None
+    ) -> tuple[int, int, int]:
         if len(events) == 1:
             ok = self.spool.quarantine_file(events[0].uid, "db_rejected", error, sqlstate=sqlstate)
-            log.warning("event_quarantined", file=events[0].uid, reason="db_rejected", sqlstate=sqlstate, error=error)
+            log.warning(
+                "event_quarantined",
+                file=events[0].uid,
+                reason="db_rejected",
+                sqlstate=sqlstate,
+                error=error,
+            )
             return 0, 0, int(ok)
         mid = len(events) // 2
         a = self._write(events[:mid], attempt=1)

@@ -6,11 +6,11 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from alembic import command
 from daemon.errors import SchemaMismatchError
 from daemon.resources import data_path
 
@@ -25,7 +25,9 @@ def alembic_config() -> Config:
 
 def engine(url: str) -> sa.Engine:
     """A SQLAlchemy engine that hands the libpq URI to psycopg verbatim (pgpass, PG* vars honoured)."""
-    return sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=sa.NullPool)
+    return sa.create_engine(
+        "postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=sa.NullPool
+    )
 
 
 def head_revision() -> str:

@@ -20,7 +20,9 @@ def data_path(name: str) -> Path:
     local = _CHECKOUT / name
     if local.exists():
         return local
-    raise FileNotFoundError(f"{name} is missing from this installation (looked in {packaged} and {local}); reinstall session-db")
+    raise FileNotFoundError(
+        f"{name} is missing from this installation (looked in {packaged} and {local}); reinstall session-db"
+    )
 
 
 def hook_script() -> Path:

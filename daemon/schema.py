@@ -24,15 +24,21 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 
 def _timestamps() -> list[sa.Column[object]]:
     return [
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
     ]
 
 
 sessions = sa.Table(
     "sessions",
     metadata,
-    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")),
+    sa.Column(
+        "id", pg.UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
+    ),
     sa.Column("host", sa.Text, nullable=False),
     sa.Column("slug", sa.Text, nullable=False),
     sa.Column("title", sa.Text),
@@ -40,7 +46,11 @@ sessions = sa.Table(
     sa.Column("session_type", sa.Text),
     sa.Column("working_dir", sa.Text),
     sa.Column("state_path", sa.Text),
-    sa.Column("total_cost", sa.Numeric, comment="The orchestrator's own claim from state.json, not computed."),
+    sa.Column(
+        "total_cost",
+        sa.Numeric,
+        comment="The orchestrator's own claim from state.json, not computed.",
+    ),
     sa.Column("state", pg.JSONB),
     sa.Column("state_sha256", sa.Text),
     *_timestamps(),
@@ -54,9 +64,19 @@ sessions = sa.Table(
 agents = sa.Table(
     "agents",
     metadata,
-    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")),
-    sa.Column("session_id", pg.UUID(as_uuid=True), sa.ForeignKey("sessions.id", name="agents_session_id_fkey")),
-    sa.Column("parent_agent_id", pg.UUID(as_uuid=True), sa.ForeignKey("agents.id", name="agents_parent_agent_id_fkey")),
+    sa.Column(
+        "id", pg.UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
+    ),
+    sa.Column(
+        "session_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("sessions.id", name="agents_session_id_fkey"),
+    ),
+    sa.Column(
+        "parent_agent_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("agents.id", name="agents_parent_agent_id_fkey"),
+    ),
     sa.Column("agent_type", sa.Text),
     sa.Column("sdk_session_id", sa.Text),
     sa.Column("claude_agent_id", sa.Text),
@@ -100,15 +120,25 @@ agent_logs = sa.Table(
     sa.Column("host", sa.Text, nullable=False),
     sa.Column("claude_session_id", sa.Text),
     sa.Column("claude_agent_id", sa.Text),
-    sa.Column("agent_id", pg.UUID(as_uuid=True), sa.ForeignKey("agents.id", name="agent_logs_agent_id_fkey")),
-    sa.Column("session_id", pg.UUID(as_uuid=True), sa.ForeignKey("sessions.id", name="agent_logs_session_id_fkey")),
+    sa.Column(
+        "agent_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("agents.id", name="agent_logs_agent_id_fkey"),
+    ),
+    sa.Column(
+        "session_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("sessions.id", name="agent_logs_session_id_fkey"),
+    ),
     sa.Column("event_category", sa.Text, nullable=False),
     sa.Column("event_type", sa.Text, nullable=False),
     sa.Column("tool_name", sa.Text),
     sa.Column("tool_use_id", sa.Text),
     sa.Column("prompt_id", sa.Text),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column(
+        "ingested_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
     sa.Column("cwd", sa.Text),
     sa.Column("project_dir", sa.Text),
     sa.Column("workflow_slug", sa.Text),
@@ -123,13 +153,17 @@ agent_logs = sa.Table(
         "payload_sha256 is then the sha256 of the original bytes.",
     ),
     sa.UniqueConstraint("event_uid", name="agent_logs_event_uid_key"),
-    sa.CheckConstraint(_in("event_category", EVENT_CATEGORIES), name="agent_logs_event_category_check"),
+    sa.CheckConstraint(
+        _in("event_category", EVENT_CATEGORIES), name="agent_logs_event_category_check"
+    ),
     sa.Index("agent_logs_claude_session_time_idx", "claude_session_id", "occurred_at"),
     sa.Index("agent_logs_agent_time_idx", "agent_id", "occurred_at"),
     sa.Index("agent_logs_session_time_idx", "session_id", "occurred_at"),
     sa.Index("agent_logs_event_type_time_idx", "event_type", "occurred_at"),
     sa.Index(
-        "agent_logs_tool_use_id_idx", "tool_use_id", postgresql_where=sa.text("tool_use_id IS NOT NULL")
+        "agent_logs_tool_use_id_idx",
+        "tool_use_id",
+        postgresql_where=sa.text("tool_use_id IS NOT NULL"),
     ),
     sa.Index(
         "agent_logs_unlinked_agent_idx",
@@ -145,6 +179,8 @@ watch_roots = sa.Table(
     sa.Column("host", sa.Text, primary_key=True),
     sa.Column("path", sa.Text, primary_key=True),
     sa.Column("source", sa.Text, nullable=False),
-    sa.Column("discovered_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column(
+        "discovered_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
     comment="agents/sessions folders the daemon on each host watches (from SESSION_DB_WATCH or discovered in events).",
 )

@@ -52,7 +52,14 @@ class Backoff:
 class Watcher:
     """A watchfiles thread over a fixed set of paths; restarted when the set changes."""
 
-    def __init__(self, paths: list[Path], wake: Callable[[bool], None], *, debounce_ms: int, force_polling: bool) -> None:
+    def __init__(
+        self,
+        paths: list[Path],
+        wake: Callable[[bool], None],
+        *,
+        debounce_ms: int,
+        force_polling: bool,
+    ) -> None:
         self.paths = paths
         self._wake = wake
         self._debounce_ms = debounce_ms
@@ -89,7 +96,7 @@ class Watcher:
                 if changes:
                     state_changed = any(not p.startswith(self._spool_prefix) for _, p in changes)
                     self._wake(state_changed)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - recorded; the main loop re-raises it and exits 70
             self.error = exc
             self._wake(False)
 
@@ -130,6 +137,9 @@ class Service:
         log.info("stop_requested", signal=signal.Signals(signum).name)
         self.request_stop()
 
+    def stop_requested(self) -> bool:
+        return self.stopping
+
     def request_stop(self) -> None:
         self.stopping = True
         self._wake.set()
@@ -149,10 +159,14 @@ class Service:
                 f"state directory {self.settings.state_dir}: cannot create ({exc.strerror}); set SESSION_DB_STATE_DIR"
             ) from exc
         if self.settings.embedded:
-            self.cluster = EmbeddedCluster(self.settings.state_dir, find_binaries(self.settings.pg_bin))
+            self.cluster = EmbeddedCluster(
+                self.settings.state_dir, find_binaries(self.settings.pg_bin)
+            )
             self._started_cluster = self.cluster.ensure_started()
             self.url = self.cluster.url()
-            log.info("embedded_cluster_ready", psql=" ".join(self.cluster.psql_argv()), url=self.url)
+            log.info(
+                "embedded_cluster_ready", psql=" ".join(self.cluster.psql_argv()), url=self.url
+            )
         assert self.url is not None
         self.sink = PostgresSink(
             self.url,
@@ -215,7 +229,7 @@ class Service:
         conn = self.sink.connection()
         with db.transaction(conn) as cur:
             cur.execute(db.SELECT_WATCH_ROOTS, (self.settings.host,))
-            self.db_roots = {r[0] for r in cur.fetchall()}
+            self.db_roots = {str(r[0]) for r in cur.fetchall()}
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -233,10 +247,15 @@ class Service:
             return
         if self.watcher is not None:
             if not self.watcher.alive and self.watcher.error is not None:
-                raise RuntimeError(f"file watcher died: {self.watcher.error!r}") from self.watcher.error
+                raise RuntimeError(
+                    f"file watcher died: {self.watcher.error!r}"
+                ) from self.watcher.error
             self.watcher.stop()
         self.watcher = Watcher(
-            paths, self.wake, debounce_ms=self.settings.watch_debounce_ms, force_polling=self.settings.force_polling
+            paths,
+            self.wake,
+            debounce_ms=self.settings.watch_debounce_ms,
+            force_polling=self.settings.force_polling,
         )
         self.watcher.start()
         log.info("watching", paths=[str(p) for p in paths])
@@ -253,10 +272,12 @@ class Service:
             self.ensure_watcher()
             self._wake.set()  # first pass at once
             notify("READY=1")
-            while not self.stopping:
+            while not self.stop_requested():
                 self._tick_watchdog()
                 if self.watcher is not None and not self.watcher.alive:
-                    raise RuntimeError(f"file watcher died: {self.watcher.error!r}") from self.watcher.error
+                    raise RuntimeError(
+                        f"file watcher died: {self.watcher.error!r}"
+                    ) from self.watcher.error
                 timeout = self.settings.scan_interval_s
                 try:
                     if not db_ready:
@@ -272,19 +293,24 @@ class Service:
                     timeout = backoff.next_delay()
                     if self.sink is not None:
                         self.sink.close()
-                if self.stopping:
+                if self.stop_requested():
                     break
                 self._wait(timeout)
         finally:
             notify("STOPPING=1")
             self.shutdown()
-        log.info("stopped", events=self.totals.inserted, duplicates=self.totals.duplicates, quarantined=self.totals.quarantined)
+        log.info(
+            "stopped",
+            events=self.totals.inserted,
+            duplicates=self.totals.duplicates,
+            quarantined=self.totals.quarantined,
+        )
         return 0
 
     def _wait(self, timeout: float) -> None:
         interval = watchdog_interval_s()
         deadline = time.monotonic() + timeout
-        while not self.stopping:
+        while not self.stop_requested():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -312,7 +338,8 @@ class Service:
 
     def pass_once(self, *, force_scan: bool = False) -> DrainStats:
         """One authoritative pass: spool, then state files and orphans when due."""
-        assert self.ingestor is not None and self.tracker is not None
+        assert self.ingestor is not None
+        assert self.tracker is not None
         stats = self.ingestor.drain(lambda: self.stopping)
         for name in ("batches", "files", "inserted", "duplicates", "quarantined"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))

@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 
 from daemon import db
 from daemon.errors import TransientDbError
-from daemon.events import NUL_MARKER, escape_nul
+from daemon.events import NUL_MARKER, escape_nul_json
 from daemon.schema import AGENT_STATUSES, SESSION_STATUSES, SESSION_TYPES
 from daemon.sink import PostgresSink, ns_to_datetime
 
@@ -137,7 +137,7 @@ class SessionTracker:
             except FileNotFoundError:
                 continue
             try:
-                result = self._apply(path, state, sha, mtime_ns)
+                result = self._apply(path, data, state, sha, mtime_ns)
             except psycopg.Error as exc:
                 err = db.classify(exc)
                 if isinstance(err, TransientDbError):
@@ -155,23 +155,25 @@ class SessionTracker:
             self._warned.add((key, sha))
             log.warning(event, path=key, **kw)
 
-    def _apply(self, path: Path, state: dict[str, Any], sha: str, mtime_ns: int) -> SyncResult | None:
+    def _apply(
+        self, path: Path, raw: bytes, state: dict[str, Any], sha: str, mtime_ns: int
+    ) -> SyncResult | None:
         slug = _str(state.get("slug")) or path.parent.name
         status = _str(state.get("status")) or _str(state.get("phase"))
         if status is not None and status not in SESSION_STATUSES:
-            self._warn_once(str(path), sha, "state_status_unknown", status=status, kept_in="sessions.state")
+            self._warn_once(
+                str(path), sha, "state_status_unknown", status=status, kept_in="sessions.state"
+            )
             status = None
         session_type = _str(state.get("session_type"))
         if session_type not in SESSION_TYPES:
             session_type = None
-        stored = state
-        if NUL_MARKER in orjson.dumps(state):
-            stored = escape_nul(state)
+        stored, _ = escape_nul_json(raw) if NUL_MARKER in raw else (raw, False)
         conn = self.sink.connection()
         with db.transaction(conn) as cur:
             cur.execute(db.SELECT_SESSION_STATE, (self.host, slug))
             row = cur.fetchone()
-            old_status = row[1] if row else None
+            old_status = str(row[1]) if row else None
             if row and row[2] == sha:
                 return None  # another daemon (or an earlier run) applied this content
             cur.execute(
@@ -185,7 +187,7 @@ class SessionTracker:
                     "working_dir": _str(state.get("working_dir")),
                     "state_path": str(path),
                     "total_cost": _decimal(state.get("total_cost")),
-                    "state": Jsonb(stored),
+                    "state": stored.decode("utf-8"),
                     "sha": sha,
                     "created_at": _time(state.get("created_at")),
                     "completed_at": _time(state.get("completed_at")),
@@ -193,7 +195,7 @@ class SessionTracker:
             )
             fetched = cur.fetchone()
             assert fetched is not None
-            session_id = fetched[0]
+            session_id: uuid.UUID = fetched[0]  # type: ignore[assignment]  # uuid column
             agent_ids = []
             agents = state.get("agents")
             for index, entry in enumerate(agents if isinstance(agents, list) else []):
@@ -207,7 +209,12 @@ class SessionTracker:
             new_status = status or old_status or "created"
             changed = row is None or new_status != old_status
             if changed:
-                payload = {"from": old_status, "to": new_status, "state_sha256": sha, "state_path": str(path)}
+                payload = {
+                    "from": old_status,
+                    "to": new_status,
+                    "state_sha256": sha,
+                    "state_path": str(path),
+                }
                 body = orjson.dumps(payload)
                 cur.execute(
                     db.INSERT_PHASE_EVENT,
@@ -222,10 +229,25 @@ class SessionTracker:
                         "slug": slug,
                     },
                 )
-        log.info("state_applied", slug=slug, status=new_status, agents=len(agent_ids), sha256=sha[:12])
-        return SyncResult(slug, session_id, len(agent_ids), old_status if changed else None, new_status if changed else None)
+        log.info(
+            "state_applied", slug=slug, status=new_status, agents=len(agent_ids), sha256=sha[:12]
+        )
+        return SyncResult(
+            slug,
+            session_id,
+            len(agent_ids),
+            old_status if changed else None,
+            new_status if changed else None,
+        )
 
-    def _apply_agent(self, cur: psycopg.Cursor[Any], session_id: uuid.UUID, slug: str, index: int, entry: dict[str, Any]) -> Any:
+    def _apply_agent(
+        self,
+        cur: psycopg.Cursor[Any],
+        session_id: uuid.UUID,
+        slug: str,
+        index: int,
+        entry: dict[str, Any],
+    ) -> Any:
         status = _str(entry.get("status"))
         params = {
             "id": _uuid(entry.get("id"), self.host, slug),

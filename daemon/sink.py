@@ -63,7 +63,9 @@ def observe_agents(events: Iterable[Event]) -> list[_AgentObs]:
             own = key[1] == e.claude_agent_id
             o = obs.get(key)
             if o is None:
-                o = obs[key] = _AgentObs(key[0], key[1], e.host, e.received_ns, e.received_ns, False)
+                o = obs[key] = _AgentObs(
+                    key[0], key[1], e.host, e.received_ns, e.received_ns, False
+                )
             if not own:
                 o.first_ns = min(o.first_ns, e.received_ns)
                 continue  # a subagent's event only proves its parent exists
@@ -114,7 +116,13 @@ class PostgresSink:
     """Writes batches of events; owns one connection and reopens it after a failure."""
 
     def __init__(
-        self, url: str, *, host: str, connect_timeout_s: int, statement_timeout_ms: int, lock_timeout_ms: int
+        self,
+        url: str,
+        *,
+        host: str,
+        connect_timeout_s: int,
+        statement_timeout_ms: int,
+        lock_timeout_ms: int,
     ) -> None:
         self._url = url
         self.host = host
@@ -126,7 +134,9 @@ class PostgresSink:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self.close()
             c, s, lk = self._timeouts
-            self._conn = db.connect(self._url, connect_timeout_s=c, statement_timeout_ms=s, lock_timeout_ms=lk)
+            self._conn = db.connect(
+                self._url, connect_timeout_s=c, statement_timeout_ms=s, lock_timeout_ms=lk
+            )
             with db.transaction(self._conn) as cur:
                 cur.execute(db.CREATE_INGEST_TABLE)
         return self._conn
@@ -138,7 +148,9 @@ class PostgresSink:
             finally:
                 self._conn = None
 
-    def write_events(self, events: Sequence[Event], before_commit: Callable[[], None] | None = None) -> WriteResult:
+    def write_events(
+        self, events: Sequence[Event], before_commit: Callable[[], None] | None = None
+    ) -> WriteResult:
         """Insert events (and their agents) in one transaction; raises db.classify()'d errors."""
         try:
             return self._write(events, before_commit)
@@ -147,7 +159,9 @@ class PostgresSink:
                 self.close()
             raise db.classify(exc) from exc
 
-    def _write(self, events: Sequence[Event], before_commit: Callable[[], None] | None) -> WriteResult:
+    def _write(
+        self, events: Sequence[Event], before_commit: Callable[[], None] | None
+    ) -> WriteResult:
         conn = self.connection()
         obs = observe_agents(events)
         new_roots = sorted(
@@ -156,7 +170,9 @@ class PostgresSink:
         with db.transaction(conn) as cur:
             slugs = sorted({(o.host, o.slug) for o in obs if o.slug})
             if slugs:
-                cur.execute(db.ENSURE_WORKFLOW_SESSIONS, ([h for h, _ in slugs], [s for _, s in slugs]))
+                cur.execute(
+                    db.ENSURE_WORKFLOW_SESSIONS, ([h for h, _ in slugs], [s for _, s in slugs])
+                )
             linked: list[Any] = []
             for group in ([o for o in obs if o.aid is None], [o for o in obs if o.aid is not None]):
                 if group:

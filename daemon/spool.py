@@ -7,8 +7,10 @@ daemon never holds the only copy of an event.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,7 +64,8 @@ class Spool:
         devices = {os.stat(p).st_dev for p in (self.tmp, self.new, self.quarantine)}
         if len(devices) != 1:
             raise ConfigError(
-                f"spool {self.root}: tmp/, new/ and quarantine/ must be on one filesystem (rename across mounts is not atomic)"
+                f"spool {self.root}: tmp/, new/ and quarantine/ must be on one filesystem "
+                "(rename across mounts is not atomic)"
             )
         if not os.access(self.new, os.W_OK | os.X_OK):
             raise ConfigError(f"spool {self.new}: not writable by this user; fix its owner or mode")
@@ -82,6 +85,8 @@ class Spool:
                     st = de.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue  # settled by another daemon meanwhile
+                if stat.S_ISDIR(st.st_mode):
+                    continue  # not an event; left alone
                 entries.append(SpoolEntry(de.name, st.st_size, st.st_mtime_ns))
         entries.sort(key=lambda e: e.name)
         return entries
@@ -91,7 +96,9 @@ class Spool:
         if not entries:
             return Backlog(0, 0, None)
         oldest = min(e.mtime_ns for e in entries)
-        return Backlog(len(entries), sum(e.size for e in entries), max(0.0, time.time() - oldest / 1e9))
+        return Backlog(
+            len(entries), sum(e.size for e in entries), max(0.0, time.time() - oldest / 1e9)
+        )
 
     def read(self, name: str) -> bytes:
         """The file's bytes, never following a symlink (raises OSError, ELOOP for a link)."""
@@ -128,9 +135,18 @@ class Spool:
         src = self.new / name
         if not os.path.lexists(src):
             return False
-        record = {"name": name, "reason": reason, "detail": detail, "quarantined_at": time.time(), **extra}
+        record = {
+            "name": name,
+            "reason": reason,
+            "detail": detail,
+            "quarantined_at": time.time(),
+            **extra,
+        }
         try:
-            write_durably(self.quarantine / (name + REASON_SUFFIX), orjson.dumps(record, option=orjson.OPT_INDENT_2))
+            write_durably(
+                self.quarantine / (name + REASON_SUFFIX),
+                orjson.dumps(record, option=orjson.OPT_INDENT_2),
+            )
             try:
                 os.rename(src, self.quarantine / name)
             except FileNotFoundError:
@@ -172,18 +188,24 @@ class Spool:
         """Remove an orphan whose event already reached `new/`, else quarantine it."""
         src = self.tmp / name
         if (self.new / name).exists() or (self.quarantine / name).exists():
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(src)
-            except FileNotFoundError:
-                pass
             return "removed"
-        record = {"name": name, "reason": "orphan_tmp", "detail": "left in tmp/ by a hook that did not finish", "quarantined_at": time.time()}
+        record = {
+            "name": name,
+            "reason": "orphan_tmp",
+            "detail": "left in tmp/ by a hook that did not finish",
+            "quarantined_at": time.time(),
+        }
+        sidecar = self.quarantine / (name + REASON_SUFFIX)
         try:
-            write_durably(self.quarantine / (name + REASON_SUFFIX), orjson.dumps(record, option=orjson.OPT_INDENT_2))
-            os.rename(src, self.quarantine / name)
+            write_durably(sidecar, orjson.dumps(record, option=orjson.OPT_INDENT_2))
+            try:
+                os.rename(src, self.quarantine / name)
+            except FileNotFoundError:
+                os.unlink(sidecar)
+                return "gone"
             fsync_dir(self.quarantine)
-        except FileNotFoundError:
-            return "gone"
         except OSError as exc:
             raise FatalIOError(f"cannot quarantine orphan {src}: {exc}") from exc
         return "quarantined"
@@ -210,7 +232,10 @@ def fsync_dir(path: Path) -> None:
     try:
         os.fsync(fd)
     except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # some filesystems cannot fsync a directory
+        if exc.errno not in (
+            errno.EINVAL,
+            errno.ENOTSUP,
+        ):  # some filesystems cannot fsync a directory
             raise
     finally:
         os.close(fd)

@@ -18,10 +18,15 @@ def collect(settings: config.Settings) -> dict[str, Any]:
             "path": str(settings.spool),
             "backlog_files": backlog.files,
             "backlog_bytes": backlog.bytes,
-            "oldest_age_s": None if backlog.oldest_age_s is None else round(backlog.oldest_age_s, 1),
+            "oldest_age_s": None
+            if backlog.oldest_age_s is None
+            else round(backlog.oldest_age_s, 1),
             "quarantined": sum(1 for _ in spool.quarantined()),
         },
-        "database": {"url": config.mask_url(settings.url) or "(embedded cluster)", "reachable": False},
+        "database": {
+            "url": config.mask_url(settings.url) or "(embedded cluster)",
+            "reachable": False,
+        },
         "hosts": [],
     }
     from daemon.cli import database
@@ -34,30 +39,41 @@ def collect(settings: config.Settings) -> dict[str, Any]:
 
             rev = migrations.current_revision(url)
             head = migrations.head_revision()
-            report["database"].update(reachable=True, schema_revision=rev, expected_revision=head, schema_ok=rev == head)
+            report["database"].update(
+                reachable=True, schema_revision=rev, expected_revision=head, schema_ok=rev == head
+            )
             if rev == head:
                 with psycopg.connect(url, connect_timeout=settings.connect_timeout_s) as conn:
                     rows = conn.execute(db.STATUS_COUNTS).fetchall()
                 report["hosts"] = [
-                    {"host": h, "last_event_at": le, "last_ingested_at": li, "events": n} for h, le, li, n in rows
+                    {"host": h, "last_event_at": le, "last_ingested_at": li, "events": n}
+                    for h, le, li, n in rows
                 ]
     except Exception as exc:  # noqa: BLE001 - status reports any failure instead of raising
-        report["database"]["error"] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        report["database"]["error"] = (
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        )
     return report
 
 
 def render(r: dict[str, Any]) -> str:
     s, d = r["spool"], r["database"]
+    oldest = "-" if s["oldest_age_s"] is None else s["oldest_age_s"]
     lines = [
         f"host:        {r['host']}",
         f"spool:       {s['path']}",
-        f"  backlog:   {s['backlog_files']} files, {s['backlog_bytes']} bytes, oldest {s['oldest_age_s'] if s['oldest_age_s'] is not None else '-'} s",
+        f"  backlog:   {s['backlog_files']} files, {s['backlog_bytes']} bytes, oldest {oldest} s",
         f"  quarantine: {s['quarantined']} files",
         f"database:    {d['url']}  {'reachable' if d['reachable'] else 'UNREACHABLE: ' + d.get('error', '')}",
     ]
     if d["reachable"]:
         ok = "ok" if d.get("schema_ok") else "run `session-db migrate`"
-        lines.append(f"  schema:    {d.get('schema_revision')} (expected {d.get('expected_revision')}) {ok}")
+        lines.append(
+            f"  schema:    {d.get('schema_revision')} (expected {d.get('expected_revision')}) {ok}"
+        )
     for h in r["hosts"]:
-        lines.append(f"  {h['host']}: {h['events']} events, last event {h['last_event_at']}, last ingested {h['last_ingested_at']}")
+        lines.append(
+            f"  {h['host']}: {h['events']} events, last event {h['last_event_at']}, "
+            f"last ingested {h['last_ingested_at']}"
+        )
     return "\n".join(lines) + "\n"

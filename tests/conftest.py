@@ -27,7 +27,9 @@ def url_for(host: str, port: int, user: str, dbname: str) -> str:
     return f"postgresql://{user}@{host}:{port}/{dbname}"
 
 
-def migrate_template(host: str, port: int, user: str, dbname: str, password: str | None = None, **_: Any) -> None:
+def migrate_template(
+    host: str, port: int, user: str, dbname: str, password: str | None = None, **_: Any
+) -> None:
     """Loader: bring the template database to head once per test session."""
     migrations.upgrade(url_for(host, port, user, dbname))
 

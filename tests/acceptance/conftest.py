@@ -21,7 +21,9 @@ HOOK = REPO / "hooks" / "session-db-hook"
 WAIT_S = 30.0
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = WAIT_S, what: str = "condition") -> object:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = WAIT_S, what: str = "condition"
+) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -61,7 +63,9 @@ class Env:
         env.update(self.extra)
         return env
 
-    def rows(self, sql: str = "SELECT count(*) FROM agent_logs WHERE event_category = 'hook'") -> int:
+    def rows(
+        self, sql: str = "SELECT count(*) FROM agent_logs WHERE event_category = 'hook'"
+    ) -> int:
         with psycopg.connect(self.db_url) as conn:
             row = conn.execute(sql).fetchone()
         assert row is not None
@@ -84,8 +88,8 @@ class Daemon:
 
     def events(self) -> list[dict[str, object]]:
         out = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            line = line[line.find("{") :] if "{" in line else line
+        for raw in self.log.read_text(errors="replace").splitlines():
+            line = raw[raw.find("{") :] if "{" in raw else raw
             try:
                 out.append(json.loads(line))
             except ValueError:
@@ -93,7 +97,11 @@ class Daemon:
         return out
 
     def wait_logged(self, event: str, timeout: float = WAIT_S) -> None:
-        wait_for(lambda: any(e.get("event") == event for e in self.events()), timeout, f"log event {event}")
+        wait_for(
+            lambda: any(e.get("event") == event for e in self.events()),
+            timeout,
+            f"log event {event}",
+        )
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
@@ -128,18 +136,36 @@ def start_daemon(env: Env, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
             d.kill()
 
 
-def run_hook(env: Env, payload: bytes, event: str | None, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+def run_hook(
+    env: Env, payload: bytes, event: str | None, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     args = [str(HOOK), "--spool", str(env.spool)] + ([event] if event else [])
-    return subprocess.run(args, input=payload, capture_output=True, env={**env.vars(), **(extra_env or {})}, check=False, timeout=30)
+    return subprocess.run(
+        args,
+        input=payload,
+        capture_output=True,
+        env={**env.vars(), **(extra_env or {})},
+        check=False,
+        timeout=30,
+    )
 
 
 def assert_oracle(env: Env, accepted: set[str]) -> None:
     """reliability.md §9: rows ∪ quarantine == accepted, disjoint, no duplicates, new/ drained."""
     with psycopg.connect(env.db_url) as conn:
-        rows = [r[0] for r in conn.execute("SELECT event_uid FROM agent_logs WHERE event_category = 'hook'")]
-    quarantined = {
-        p.name for p in (env.spool / "quarantine").iterdir() if not p.name.endswith(".reason.json")
-    } if (env.spool / "quarantine").exists() else set()
+        rows = [
+            r[0]
+            for r in conn.execute("SELECT event_uid FROM agent_logs WHERE event_category = 'hook'")
+        ]
+    quarantined = (
+        {
+            p.name
+            for p in (env.spool / "quarantine").iterdir()
+            if not p.name.endswith(".reason.json")
+        }
+        if (env.spool / "quarantine").exists()
+        else set()
+    )
     assert len(rows) == len(set(rows)), "duplicate rows"
     assert accepted == set(rows) | quarantined, "lost or unknown events"
     assert set() == set(rows) & quarantined, "an event is both a row and quarantined"

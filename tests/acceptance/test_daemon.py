@@ -31,13 +31,17 @@ def feed_fixtures(env: Env, scenarios: list[str] | None = None) -> tuple[set[str
     for scenario in scenarios or sorted(p.name for p in ALL.iterdir()):
         for f in sorted((ALL / scenario).iterdir()):
             event = f.stem.split("_", 1)[1]
-            done = run_hook(env, f.read_bytes(), event, {"CLAUDE_PROJECT_DIR": str(env.root / "project")})
+            done = run_hook(
+                env, f.read_bytes(), event, {"CLAUDE_PROJECT_DIR": str(env.root / "project")}
+            )
             assert (0, b"") == (done.returncode, done.stdout)
             counts[event] += 1
     return spool_names(env) - before, counts
 
 
-def test_daemon_ingests_every_fixture_event_from_the_hook(env: Env, start_daemon: Callable[..., Daemon]) -> None:
+def test_daemon_ingests_every_fixture_event_from_the_hook(
+    env: Env, start_daemon: Callable[..., Daemon]
+) -> None:
     """Every payload Claude Code 2.1.330 sent, passed through the real hook, is one row of its type."""
     accepted, counts = feed_fixtures(env)
     daemon = start_daemon()
@@ -45,10 +49,12 @@ def test_daemon_ingests_every_fixture_event_from_the_hook(env: Env, start_daemon
     assert 0 == daemon.stop()
     assert_oracle(env, accepted)
     with psycopg.connect(env.db_url) as conn:
-        by_type = dict(conn.execute("SELECT event_type, count(*) FROM agent_logs GROUP BY 1").fetchall())
+        by_type = dict(
+            conn.execute("SELECT event_type, count(*) FROM agent_logs GROUP BY 1").fetchall()
+        )
         agents = conn.execute(
-            "SELECT count(*) FILTER (WHERE claude_agent_id IS NULL), count(*) FILTER (WHERE parent_agent_id IS NOT NULL)"
-            " FROM agents"
+            "SELECT count(*) FILTER (WHERE claude_agent_id IS NULL),"
+            " count(*) FILTER (WHERE parent_agent_id IS NOT NULL) FROM agents"
         ).fetchone()
         unlinked = conn.execute("SELECT count(*) FROM agent_logs WHERE agent_id IS NULL").fetchone()
     assert dict(counts) == by_type
@@ -57,7 +63,9 @@ def test_daemon_ingests_every_fixture_event_from_the_hook(env: Env, start_daemon
     assert (0,) == unlinked
 
 
-def test_daemon_picks_up_events_written_while_running(env: Env, start_daemon: Callable[..., Daemon]) -> None:
+def test_daemon_picks_up_events_written_while_running(
+    env: Env, start_daemon: Callable[..., Daemon]
+) -> None:
     """With the daemon idle, an event from the hook becomes a row without a restart."""
     daemon = start_daemon()
     daemon.wait_logged("watching")
@@ -105,7 +113,9 @@ def test_daemon_kill9_at_any_point_settles_each_event_once(
     assert_oracle(env, accepted)
 
 
-def test_daemon_sigterm_exits_zero_second_signal_at_once(env: Env, start_daemon: Callable[..., Daemon]) -> None:
+def test_daemon_sigterm_exits_zero_second_signal_at_once(
+    env: Env, start_daemon: Callable[..., Daemon]
+) -> None:
     """SIGTERM stops an idle daemon with exit 0; a second SIGTERM kills one stuck mid-batch at once."""
     idle = start_daemon()
     idle.wait_logged("watching")
@@ -135,7 +145,8 @@ def test_ingest_once_10k_events_kill9_midway_exactly_10k(env: Env) -> None:
     """10k spooled events → 10k rows, a second run adds none, a kill -9 midway still ends with exactly 10k."""
     payloads = [f.read_bytes() for f in sorted((ALL / "main").iterdir())]
     accepted = {
-        write_event(env.spool, payloads[i % len(payloads)], event="PostToolUse", fsync=False) for i in range(10_000)
+        write_event(env.spool, payloads[i % len(payloads)], event="PostToolUse", fsync=False)
+        for i in range(10_000)
     }
     first = subprocess.Popen(
         [sys.executable, "-m", "daemon", "ingest", "--once"],
@@ -159,7 +170,11 @@ def test_daemon_refuses_old_schema_with_exit_78(tmp_path: Path, empty_db_url: st
     """An external database without our schema stops the daemon with exit 78 and says `session-db migrate`."""
     env = Env(tmp_path, empty_db_url)
     done = subprocess.run(
-        [sys.executable, "-m", "daemon", "run"], env=env.vars(), capture_output=True, timeout=60, check=False
+        [sys.executable, "-m", "daemon", "run"],
+        env=env.vars(),
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     assert 78 == done.returncode
     assert b"session-db migrate" in done.stderr

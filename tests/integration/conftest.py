@@ -24,14 +24,18 @@ def spool(tmp_path: Path) -> Spool:
 
 @pytest.fixture
 def sink(db_url: str) -> Iterator[PostgresSink]:
-    s = PostgresSink(db_url, host=HOST, connect_timeout_s=5, statement_timeout_ms=30_000, lock_timeout_ms=10_000)
+    s = PostgresSink(
+        db_url, host=HOST, connect_timeout_s=5, statement_timeout_ms=30_000, lock_timeout_ms=10_000
+    )
     yield s
     s.close()
 
 
 @pytest.fixture
 def ingestor(spool: Spool, sink: PostgresSink) -> Ingestor:
-    return Ingestor(spool, sink, host=HOST, batch_max_files=500, batch_max_bytes=8 << 20, foreign_grace_s=0.0)
+    return Ingestor(
+        spool, sink, host=HOST, batch_max_files=500, batch_max_bytes=8 << 20, foreign_grace_s=0.0
+    )
 
 
 @pytest.fixture

@@ -48,23 +48,34 @@ STATE = {
 }  # fmt: skip
 
 
-def test_sessions_state_file_becomes_rows(tracker: SessionTracker, db_url: str, tmp_path: Path) -> None:
+def test_sessions_state_file_becomes_rows(
+    tracker: SessionTracker, db_url: str, tmp_path: Path
+) -> None:
     """A state.json gives one sessions row (unmapped keys kept in state) and one agents row per entry."""
     path = write_state(tmp_path, "folder-name", STATE)
     tracker.sync([tmp_path])
     ((slug, title, status, stype, total, state, sha, state_path),) = query(
-        db_url, "SELECT slug, title, status, session_type, total_cost, state, state_sha256, state_path FROM sessions"
+        db_url,
+        "SELECT slug, title, status, session_type, total_cost, state, state_sha256, state_path FROM sessions",
     )
     assert ("add-login", "Add a login page", "plan", "full") == (slug, title, status, stype)
     assert "1.25" == str(total)
     assert "kept in state" == state["owner"]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == sha
     assert str(path) == state_path
-    agents = query(db_url, "SELECT agent_type, sdk_session_id, model_alias, status, checkpoint_id FROM agents ORDER BY agent_type")
-    assert [("planner", MAIN_SID, "sonnet", "executing", "cp-1"), ("reviewer", None, None, "pending", None)] == agents
+    agents = query(
+        db_url,
+        "SELECT agent_type, sdk_session_id, model_alias, status, checkpoint_id FROM agents ORDER BY agent_type",
+    )
+    assert [
+        ("planner", MAIN_SID, "sonnet", "executing", "cp-1"),
+        ("reviewer", None, None, "pending", None),
+    ] == agents
 
 
-def test_sessions_phase_rows_once_per_observed_transition(tracker: SessionTracker, db_url: str, tmp_path: Path) -> None:
+def test_sessions_phase_rows_once_per_observed_transition(
+    tracker: SessionTracker, db_url: str, tmp_path: Path
+) -> None:
     """Each observed status change is one phase row; re-reading the same content adds nothing."""
     for status in ("spec", "plan", "plan", "build"):
         write_state(tmp_path, "wf", {**STATE, "status": status, "n": status})
@@ -72,12 +83,15 @@ def test_sessions_phase_rows_once_per_observed_transition(tracker: SessionTracke
         tracker.sync([tmp_path])
     rows = query(
         db_url,
-        "SELECT payload->>'from', payload->>'to', event_type FROM agent_logs WHERE event_category = 'phase' ORDER BY id",
+        "SELECT payload->>'from', payload->>'to', event_type FROM agent_logs"
+        " WHERE event_category = 'phase' ORDER BY id",
     )
     assert [(None, "spec", "spec"), ("spec", "plan", "plan"), ("plan", "build", "build")] == rows
 
 
-def test_sessions_invalid_file_keeps_last_good_then_converges(tracker: SessionTracker, db_url: str, tmp_path: Path) -> None:
+def test_sessions_invalid_file_keeps_last_good_then_converges(
+    tracker: SessionTracker, db_url: str, tmp_path: Path
+) -> None:
     """A partial state.json (written in place) keeps the last good row and converges when complete."""
     write_state(tmp_path, "wf", STATE)
     tracker.sync([tmp_path])
@@ -88,24 +102,34 @@ def test_sessions_invalid_file_keeps_last_good_then_converges(tracker: SessionTr
     assert [("plan",)] == query(db_url, "SELECT status FROM sessions")
     path.write_bytes(text)
     tracker.sync([tmp_path])
-    assert [("build", hashlib.sha256(text).hexdigest())] == query(db_url, "SELECT status, state_sha256 FROM sessions")
+    assert [("build", hashlib.sha256(text).hexdigest())] == query(
+        db_url, "SELECT status, state_sha256 FROM sessions"
+    )
 
 
-def test_sessions_unknown_status_kept_in_state(tracker: SessionTracker, db_url: str, tmp_path: Path) -> None:
+def test_sessions_unknown_status_kept_in_state(
+    tracker: SessionTracker, db_url: str, tmp_path: Path
+) -> None:
     """A status outside the CHECK list does not fail the sync: the column keeps its value, state has it."""
     write_state(tmp_path, "wf", {**STATE, "status": "dreaming"})
     tracker.sync([tmp_path])
-    assert [("created", "dreaming")] == query(db_url, "SELECT status, state->>'status' FROM sessions")
+    assert [("created", "dreaming")] == query(
+        db_url, "SELECT status, state->>'status' FROM sessions"
+    )
 
 
-def test_sessions_phase_alias_and_folder_slug(tracker: SessionTracker, db_url: str, tmp_path: Path) -> None:
+def test_sessions_phase_alias_and_folder_slug(
+    tracker: SessionTracker, db_url: str, tmp_path: Path
+) -> None:
     """`phase` is accepted for status, and the folder name is the slug when the file has none."""
     write_state(tmp_path, "from-folder", {"phase": "docs"})
     tracker.sync([tmp_path / "agents" / "sessions"])
     assert [("from-folder", "docs")] == query(db_url, "SELECT slug, status FROM sessions")
 
 
-def test_sessions_deleted_folder_keeps_rows(tracker: SessionTracker, db_url: str, tmp_path: Path) -> None:
+def test_sessions_deleted_folder_keeps_rows(
+    tracker: SessionTracker, db_url: str, tmp_path: Path
+) -> None:
     """Removing a session folder never deletes its rows."""
     path = write_state(tmp_path, "wf", STATE)
     tracker.sync([tmp_path])
@@ -133,5 +157,7 @@ def test_sessions_state_links_earlier_events(
     assert [(28, 28)] == rows  # the subagent's events too: it belongs to its parent's workflow
     # state.json wins for the workflow fields of the agent that events created first.
     assert [("planner", "executing", "state")] == query(
-        db_url, "SELECT agent_type, status, status_source FROM agents WHERE sdk_session_id = %s AND claude_agent_id IS NULL", MAIN_SID
+        db_url,
+        "SELECT agent_type, status, status_source FROM agents WHERE sdk_session_id = %s AND claude_agent_id IS NULL",
+        MAIN_SID,
     )

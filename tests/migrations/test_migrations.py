@@ -16,14 +16,25 @@ from daemon.schema import metadata
 def schema_dump(url: str) -> str:
     pg_dump = shutil.which("pg_dump")
     assert pg_dump, "pg_dump is needed for the migration round-trip test"
-    out = subprocess.run([pg_dump, "--schema-only", "--no-owner", "-d", url], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [pg_dump, "--schema-only", "--no-owner", "-d", url],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     # pg_dump 15+ prints a random \restrict key line in newer minor versions; drop it.
-    return "\n".join(line for line in out.stdout.splitlines() if not line.startswith(("\\restrict", "\\unrestrict")))
+    return "\n".join(
+        line
+        for line in out.stdout.splitlines()
+        if not line.startswith(("\\restrict", "\\unrestrict"))
+    )
 
 
 def tables(url: str) -> set[str]:
     with psycopg.connect(url) as conn:
-        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
     return {r[0] for r in rows}
 
 
@@ -31,7 +42,9 @@ def test_migrations_round_trip_is_identical(empty_db_url: str) -> None:
     """upgrade head → downgrade base → upgrade head yields the same schema, and base is empty."""
     migrations.upgrade(empty_db_url)
     first = schema_dump(empty_db_url)
-    assert {"sessions", "agents", "agent_logs", "watch_roots", "alembic_version"} <= tables(empty_db_url)
+    assert {"sessions", "agents", "agent_logs", "watch_roots", "alembic_version"} <= tables(
+        empty_db_url
+    )
     migrations.downgrade(empty_db_url, "base")
     assert {"alembic_version"} == tables(empty_db_url)
     migrations.upgrade(empty_db_url)
@@ -42,7 +55,9 @@ def test_migrations_round_trip_is_identical(empty_db_url: str) -> None:
 def test_schema_metadata_has_no_drift(db_url: str) -> None:
     """daemon/schema.py describes exactly what the migrations create."""
     with migrations.engine(db_url).connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False})
+        ctx = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": False}
+        )
         diff = compare_metadata(ctx, metadata)
     assert [] == diff
 

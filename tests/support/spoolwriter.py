@@ -18,8 +18,19 @@ def spool_name(host: str | None = None, now_ns: int | None = None) -> str:
     return f"{now_ns or time.time_ns()}.P{os.getpid()}R{secrets.token_hex(8)}.{host}"
 
 
-def encode(payload: bytes, *, event: str | None, received_ns: int, host: str, env: Mapping[str, str] | None = None) -> bytes:
-    lines = [b"session-db-spool: 1", f"received-ns: {received_ns}".encode(), f"host: {host}".encode()]
+def encode(
+    payload: bytes,
+    *,
+    event: str | None,
+    received_ns: int,
+    host: str,
+    env: Mapping[str, str] | None = None,
+) -> bytes:
+    lines = [
+        b"session-db-spool: 1",
+        f"received-ns: {received_ns}".encode(),
+        f"host: {host}".encode(),
+    ]
     if event:
         lines.append(f"event: {event}".encode())
     for key, value in (env or {}).items():
