@@ -258,12 +258,12 @@ class EmbeddedCluster:
     # ----------------------------------------------------------------- public
 
     def url(self) -> str:
-        """libpq URI for psql and psycopg."""
-        return f"postgresql://{SUPERUSER}@/{DBNAME}?host={quote(str(self.socket_dir))}"
+        """libpq URI for psql and psycopg (port explicit, so a PGPORT in the shell cannot misdirect it)."""
+        return f"postgresql://{SUPERUSER}@/{DBNAME}?host={quote(str(self.socket_dir))}&port={PORT}"
 
     def psql_argv(self, psql: str = "psql") -> list[str]:
         """The psql command to show users."""
-        return [psql, "-h", str(self.socket_dir), "-U", SUPERUSER, DBNAME]
+        return [psql, "-h", str(self.socket_dir), "-p", str(PORT), "-U", SUPERUSER, DBNAME]
 
     @property
     def binaries(self) -> PgBinaries:

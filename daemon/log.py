@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 # syslog priorities for journald's "<N>" line prefix (sd-daemon(3)).
 PRIORITY = {"critical": 2, "error": 3, "exception": 3, "warning": 4, "info": 6, "debug": 7}
@@ -49,7 +50,8 @@ def configure(fmt: str = "auto", *, stream: Any = None, journal: bool | None = N
         processors = [
             *shared,
             _journal_prefix,
-            structlog.processors.dict_tracebacks,
+            # Tracebacks as data, without local variables (they may hold payloads or secrets).
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
             _json_renderer(journal),
         ]
     structlog.configure(
