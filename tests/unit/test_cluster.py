@@ -181,7 +181,16 @@ def test_url_and_psql_argv_connect(running_cluster: EmbeddedCluster) -> None:
     if psql is None:
         pytest.skip("psql not installed")
     argv = running_cluster.psql_argv(psql)
-    expected_argv = [psql, "-h", str(running_cluster.socket_dir), "-p", "5432", "-U", SUPERUSER, DBNAME]
+    expected_argv = [
+        psql,
+        "-h",
+        str(running_cluster.socket_dir),
+        "-p",
+        "5432",
+        "-U",
+        SUPERUSER,
+        DBNAME,
+    ]
     assert expected_argv == argv
     proc = subprocess.run(
         [*argv, "-X", "-A", "-t", "-c", "select 1"],
@@ -334,7 +343,10 @@ def test_socket_dir_stays_inside_short_state_dir(short_state_dir: Path) -> None:
     """A short state dir keeps its socket under state_dir/pg/run."""
     cluster = EmbeddedCluster(short_state_dir, PgBinaries(bindir=Path("/nonexistent"), major=15))
     assert short_state_dir / "pg" / "run" == cluster.socket_dir
-    assert f"postgresql://session_db@/session_db?host={short_state_dir}/pg/run&port=5432" == cluster.url()
+    assert (
+        f"postgresql://session_db@/session_db?host={short_state_dir}/pg/run&port=5432"
+        == cluster.url()
+    )
 
 
 def test_ensure_started_concurrent_callers_start_once(
