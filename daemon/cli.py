@@ -7,9 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import orjson
 import structlog
@@ -65,6 +69,50 @@ def build_parser() -> argparse.ArgumentParser:
         "psql", help="open psql on the database (starts the embedded cluster if needed)"
     )
     ps.add_argument("psql_args", nargs=argparse.REMAINDER, help="extra arguments passed to psql")
+
+    bf = sub.add_parser(
+        "backfill",
+        help="import existing Claude Code transcripts (token usage), idempotently",
+        description="Read every *.jsonl transcript under DIR (default: the projects/ folder of each Claude "
+        "config dir: $CLAUDE_CONFIG_DIR, ~/.claude, ~/.config/claude) into token_usage. Safe to run again: "
+        "files are read from where the last run stopped, and responses are deduplicated by key.",
+    )
+    bf.add_argument("dirs", nargs="*", type=Path, metavar="DIR", help="folders to scan recursively")
+
+    pr = sub.add_parser("prices", help="list the price table, or add an effective-dated price")
+    psub = pr.add_subparsers(dest="prices_command", metavar="ACTION")
+    psub.add_parser("list", help="every price row (default)")
+    ps_set = psub.add_parser(
+        "set",
+        help="add a price row for a model prefix from a date on (history before it keeps the old price)",
+        description="Fields you leave out are copied from the prefix's latest row. USD per million tokens.",
+    )
+    ps_set.add_argument(
+        "model_prefix", help="e.g. claude-sonnet-4-5 (the longest matching prefix wins)"
+    )
+    for flag, col in (
+        ("--input", "input_usd_per_mtok"),
+        ("--output", "output_usd_per_mtok"),
+        ("--cache-write-5m", "cache_write_5m_usd_per_mtok"),
+        ("--cache-write-1h", "cache_write_1h_usd_per_mtok"),
+        ("--cache-read", "cache_read_usd_per_mtok"),
+        ("--long-context-input-multiplier", "long_context_input_multiplier"),
+        ("--long-context-output-multiplier", "long_context_output_multiplier"),
+        ("--fast-multiplier", "fast_multiplier"),
+        ("--data-residency-multiplier", "data_residency_multiplier"),
+        ("--web-search-per-1k", "web_search_usd_per_1k"),
+    ):
+        ps_set.add_argument(flag, dest=col, type=Decimal, metavar="N")
+    ps_set.add_argument(
+        "--long-context-threshold", dest="long_context_threshold_tokens", type=int, metavar="TOKENS"
+    )
+    ps_set.add_argument(
+        "--effective-from",
+        type=datetime.fromisoformat,
+        metavar="ISO-TIME",
+        help="default: now (UTC)",
+    )
+    ps_set.add_argument("--note", help="where the price comes from")
 
     hooks = sub.add_parser("hooks", help="install or remove our Claude Code hook")
     hsub = hooks.add_subparsers(dest="hooks_command", required=True, metavar="ACTION")
@@ -253,6 +301,138 @@ def cmd_hooks(settings: config.Settings, args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def default_projects_dirs(env: dict[str, str] | None = None) -> list[Path]:
+    """Each Claude config dir's projects/ folder that exists."""
+    env = dict(os.environ) if env is None else env
+    home = Path(env.get("HOME") or Path.home())
+    bases = [Path(p).expanduser() for p in env.get("CLAUDE_CONFIG_DIR", "").split(",") if p.strip()]
+    bases += [home / ".claude", home / ".config" / "claude"]
+    seen: list[Path] = []
+    for base in bases:
+        projects = base / "projects"
+        if projects.is_dir() and projects not in seen:
+            seen.append(projects)
+    return seen
+
+
+@contextmanager
+def migrated_sink(settings: config.Settings) -> Iterator[Any]:
+    """A PostgresSink on a database at this version's schema (the embedded one is migrated)."""
+    from daemon import migrations
+    from daemon.config import LOCK_TIMEOUT_MS
+    from daemon.sink import PostgresSink
+
+    with database(settings) as url:
+        if settings.embedded:
+            migrations.upgrade(url)
+        migrations.check(url)
+        sink = PostgresSink(
+            url,
+            host=settings.host,
+            connect_timeout_s=settings.connect_timeout_s,
+            statement_timeout_ms=settings.statement_timeout_ms,
+            lock_timeout_ms=LOCK_TIMEOUT_MS,
+        )
+        try:
+            yield sink
+        finally:
+            sink.close()
+
+
+class Progress:
+    """A progress bar on a TTY, a line every few seconds otherwise (stderr)."""
+
+    INTERVAL_S = 5.0
+
+    def __init__(self, total_files: int, total_bytes: int) -> None:
+        self.total_files = total_files
+        self.total_bytes = max(total_bytes, 1)
+        self.tty = sys.stderr.isatty()
+        self.started = time.monotonic()
+        self._last = 0.0
+
+    def update(self, stats: Any) -> None:
+        now = time.monotonic()
+        if now - self._last < (0.1 if self.tty else self.INTERVAL_S):
+            return
+        self._last = now
+        self._draw(stats, now)
+
+    def _draw(self, stats: Any, now: float) -> None:
+        frac = min(1.0, stats.bytes / self.total_bytes)
+        mb = stats.bytes / 1e6
+        rate = mb / max(now - self.started, 1e-6)
+        text = (
+            f"{frac * 100:5.1f}% {stats.files}/{self.total_files} files "
+            f"{mb:.1f}/{self.total_bytes / 1e6:.1f} MB {rate:.1f} MB/s {stats.responses} responses"
+        )
+        if self.tty:
+            bar = "#" * int(frac * 30)
+            sys.stderr.write(f"\r[{bar:<30}] {text}")
+        else:
+            sys.stderr.write(f"backfill: {text}\n")
+        sys.stderr.flush()
+
+    def finish(self, stats: Any) -> None:
+        self._draw(stats, time.monotonic())
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def cmd_backfill(settings: config.Settings, args: argparse.Namespace) -> int:
+    from daemon import db
+    from daemon.transcripts import TranscriptReader
+
+    dirs = [d.expanduser().resolve() for d in args.dirs] or default_projects_dirs()
+    missing = [d for d in dirs if not d.is_dir()]
+    if missing:
+        raise ConfigError(f"backfill: not a directory: {', '.join(map(str, missing))}")
+    if not dirs:
+        print(
+            "backfill: no Claude Code projects/ folder found; name one: session-db backfill DIR",
+            file=sys.stderr,
+        )
+        return EX_OK
+    files = sorted({p.resolve() for d in dirs for p in d.rglob("*.jsonl") if p.is_file()})
+    total_bytes = sum(p.stat().st_size for p in files)
+    t0 = time.monotonic()
+    with migrated_sink(settings) as sink:
+        reader = TranscriptReader(sink, settings.host)
+        new = reader.register(files)
+        progress = Progress(len(files), total_bytes)
+        stats = reader.sync(only={str(p) for p in files}, progress=progress.update)
+        progress.finish(stats)
+        unpriced = sink.connection().execute(db.SELECT_UNPRICED_MODELS).fetchall()
+    seconds = time.monotonic() - t0
+    print(
+        f"backfill: {len(files)} files ({new} new to session-db) in {', '.join(map(str, dirs))}\n"
+        f"  read {stats.bytes / 1e6:.1f} MB, {stats.lines} lines ({stats.bad_lines} unreadable) "
+        f"in {seconds:.1f} s ({stats.bytes / 1e6 / max(seconds, 1e-6):.1f} MB/s)\n"
+        f"  responses: {stats.responses} seen, {stats.inserted} new, {stats.updated} merged; "
+        f"{stats.resets} files re-read from the start, {stats.missing} gone"
+    )
+    for model, count in unpriced:
+        print(
+            f"  warning: {count} responses of model {model!r} have no price: session-db prices set {model} …"
+        )
+    return EX_OK
+
+
+def cmd_prices(settings: config.Settings, args: argparse.Namespace) -> int:
+    from daemon import db, prices
+
+    with migrated_sink(settings) as sink:
+        conn = sink.connection()
+        if args.prices_command == "set":
+            values = {c: getattr(args, c) for c in db.PRICE_COLUMNS}
+            when = args.effective_from
+            if when is not None and when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            prices.set_price(conn, args.model_prefix, values, when, args.note)
+        sys.stdout.write(prices.render(prices.list_prices(conn)))
+    return EX_OK
+
+
 COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "run": cmd_run,
     "ingest": cmd_ingest,
@@ -261,4 +441,6 @@ COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "config": cmd_config,
     "psql": cmd_psql,
     "hooks": cmd_hooks,
+    "backfill": cmd_backfill,
+    "prices": cmd_prices,
 }

@@ -266,3 +266,161 @@ STATUS_COUNTS = """
 SELECT host, max(occurred_at) AS last_event, max(ingested_at) AS last_ingested, count(*) AS events
 FROM agent_logs GROUP BY host ORDER BY host
 """
+
+# --- transcripts --------------------------------------------------------------------------
+
+REGISTER_TRANSCRIPTS = """
+INSERT INTO transcript_files (host, path, claude_session_id, claude_agent_id)
+SELECT %s, p, s, a FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(p, s, a)
+ON CONFLICT (host, path) DO NOTHING
+"""
+
+SELECT_TRANSCRIPTS = """
+SELECT path, claude_session_id, claude_agent_id, byte_offset, file_dev, file_ino, head_sha256,
+    last_prompt_id, missing_since
+FROM transcript_files WHERE host = %s ORDER BY path
+"""
+
+MARK_TRANSCRIPT_MISSING = """
+UPDATE transcript_files SET missing_since = now(), updated_at = now()
+WHERE host = %s AND path = %s AND missing_since IS NULL
+"""
+
+UPDATE_TRANSCRIPT_OFFSET = """
+UPDATE transcript_files SET byte_offset = %(offset)s, file_dev = %(dev)s, file_ino = %(ino)s,
+    head_sha256 = %(head)s, last_prompt_id = %(prompt_id)s, lines_read = lines_read + %(lines)s,
+    missing_since = NULL, updated_at = now()
+WHERE host = %(host)s AND path = %(path)s
+"""
+
+# Agents seen only in transcripts (e.g. backfilled history): main rows first, then subagents.
+ENSURE_AGENTS = """
+INSERT INTO agents AS a (host, sdk_session_id, claude_agent_id, parent_agent_id, session_id)
+SELECT %s, u.sid, u.aid, p.id, p.session_id
+FROM unnest(%s::text[], %s::text[]) AS u(sid, aid)
+LEFT JOIN agents p ON u.aid IS NOT NULL AND p.sdk_session_id = u.sid AND p.claude_agent_id IS NULL
+ON CONFLICT (sdk_session_id, claude_agent_id) WHERE sdk_session_id IS NOT NULL DO NOTHING
+"""
+
+CREATE_USAGE_TABLE = """
+CREATE TEMPORARY TABLE IF NOT EXISTS ingest_usage (
+    message_id text, request_id text, claude_session_id text, claude_agent_id text, prompt_id text,
+    model text, input_tokens bigint, output_tokens bigint, cache_write_5m_tokens bigint,
+    cache_write_1h_tokens bigint, cache_read_tokens bigint, web_search_requests bigint,
+    web_fetch_requests bigint, speed text, service_tier text, inference_geo text,
+    occurred_at timestamptz, is_sidechain boolean, host text, transcript_path text
+) ON COMMIT DELETE ROWS
+"""
+
+COPY_USAGE = """
+COPY ingest_usage (message_id, request_id, claude_session_id, claude_agent_id, prompt_id, model,
+    input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens,
+    web_search_requests, web_fetch_requests, speed, service_tier, inference_geo, occurred_at,
+    is_sidechain, host, transcript_path) FROM STDIN
+"""
+
+# Duplicates of one response keep the largest value per field; a non-sidechain copy's
+# attribution wins. Rows that would not change are left alone (a re-read changes nothing).
+UPSERT_USAGE = """
+INSERT INTO token_usage AS t (message_id, request_id, claude_session_id, claude_agent_id, agent_id,
+    prompt_id, model, input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+    cache_read_tokens, web_search_requests, web_fetch_requests, speed, service_tier, inference_geo,
+    occurred_at, is_sidechain, host, transcript_path)
+SELECT i.message_id, i.request_id, i.claude_session_id, i.claude_agent_id, a.id, i.prompt_id, i.model,
+    i.input_tokens, i.output_tokens, i.cache_write_5m_tokens, i.cache_write_1h_tokens,
+    i.cache_read_tokens, i.web_search_requests, i.web_fetch_requests, i.speed, i.service_tier,
+    i.inference_geo, i.occurred_at, i.is_sidechain, i.host, i.transcript_path
+FROM ingest_usage i
+LEFT JOIN agents a
+    ON a.sdk_session_id = i.claude_session_id
+   AND coalesce(a.claude_agent_id, '') = coalesce(i.claude_agent_id, '')
+ON CONFLICT (message_id, request_id) DO UPDATE SET
+    input_tokens = greatest(t.input_tokens, EXCLUDED.input_tokens),
+    output_tokens = greatest(t.output_tokens, EXCLUDED.output_tokens),
+    cache_write_5m_tokens = greatest(t.cache_write_5m_tokens, EXCLUDED.cache_write_5m_tokens),
+    cache_write_1h_tokens = greatest(t.cache_write_1h_tokens, EXCLUDED.cache_write_1h_tokens),
+    cache_read_tokens = greatest(t.cache_read_tokens, EXCLUDED.cache_read_tokens),
+    web_search_requests = greatest(t.web_search_requests, EXCLUDED.web_search_requests),
+    web_fetch_requests = greatest(t.web_fetch_requests, EXCLUDED.web_fetch_requests),
+    model = coalesce(t.model, EXCLUDED.model),
+    prompt_id = coalesce(t.prompt_id, EXCLUDED.prompt_id),
+    speed = coalesce(t.speed, EXCLUDED.speed),
+    service_tier = coalesce(t.service_tier, EXCLUDED.service_tier),
+    inference_geo = coalesce(t.inference_geo, EXCLUDED.inference_geo),
+    occurred_at = least(t.occurred_at, EXCLUDED.occurred_at),
+    claude_session_id = CASE WHEN t.is_sidechain AND NOT EXCLUDED.is_sidechain
+                             THEN EXCLUDED.claude_session_id ELSE t.claude_session_id END,
+    claude_agent_id = CASE WHEN t.is_sidechain AND NOT EXCLUDED.is_sidechain
+                           THEN EXCLUDED.claude_agent_id ELSE t.claude_agent_id END,
+    agent_id = CASE WHEN t.is_sidechain AND NOT EXCLUDED.is_sidechain
+                    THEN EXCLUDED.agent_id ELSE coalesce(t.agent_id, EXCLUDED.agent_id) END,
+    transcript_path = CASE WHEN t.is_sidechain AND NOT EXCLUDED.is_sidechain
+                           THEN EXCLUDED.transcript_path ELSE t.transcript_path END,
+    is_sidechain = t.is_sidechain AND EXCLUDED.is_sidechain,
+    updated_at = now()
+WHERE EXCLUDED.input_tokens > t.input_tokens OR EXCLUDED.output_tokens > t.output_tokens
+   OR EXCLUDED.cache_write_5m_tokens > t.cache_write_5m_tokens
+   OR EXCLUDED.cache_write_1h_tokens > t.cache_write_1h_tokens
+   OR EXCLUDED.cache_read_tokens > t.cache_read_tokens
+   OR EXCLUDED.web_search_requests > t.web_search_requests
+   OR EXCLUDED.web_fetch_requests > t.web_fetch_requests
+   OR (t.is_sidechain AND NOT EXCLUDED.is_sidechain)
+   OR (t.agent_id IS NULL AND EXCLUDED.agent_id IS NOT NULL)
+   OR (t.model IS NULL AND EXCLUDED.model IS NOT NULL)
+   OR (t.prompt_id IS NULL AND EXCLUDED.prompt_id IS NOT NULL)
+RETURNING (xmax = 0) AS inserted
+"""
+
+# --- prices -------------------------------------------------------------------------------
+
+PRICE_COLUMNS = (
+    "input_usd_per_mtok",
+    "output_usd_per_mtok",
+    "cache_write_5m_usd_per_mtok",
+    "cache_write_1h_usd_per_mtok",
+    "cache_read_usd_per_mtok",
+    "long_context_threshold_tokens",
+    "long_context_input_multiplier",
+    "long_context_output_multiplier",
+    "fast_multiplier",
+    "data_residency_multiplier",
+    "web_search_usd_per_1k",
+)
+
+SELECT_PRICES = """
+SELECT model_prefix, effective_from::text,
+    input_usd_per_mtok, output_usd_per_mtok, cache_write_5m_usd_per_mtok,
+    cache_write_1h_usd_per_mtok, cache_read_usd_per_mtok, long_context_threshold_tokens,
+    long_context_input_multiplier, long_context_output_multiplier, fast_multiplier,
+    data_residency_multiplier, web_search_usd_per_1k,
+    note
+FROM prices ORDER BY model_prefix, effective_from
+"""
+
+SELECT_LATEST_PRICE = """
+SELECT input_usd_per_mtok, output_usd_per_mtok, cache_write_5m_usd_per_mtok,
+    cache_write_1h_usd_per_mtok, cache_read_usd_per_mtok, long_context_threshold_tokens,
+    long_context_input_multiplier, long_context_output_multiplier, fast_multiplier,
+    data_residency_multiplier, web_search_usd_per_1k
+FROM prices WHERE model_prefix = %s ORDER BY effective_from DESC LIMIT 1
+"""
+
+INSERT_PRICE = """
+INSERT INTO prices (model_prefix, effective_from,
+    input_usd_per_mtok, output_usd_per_mtok, cache_write_5m_usd_per_mtok,
+    cache_write_1h_usd_per_mtok, cache_read_usd_per_mtok, long_context_threshold_tokens,
+    long_context_input_multiplier, long_context_output_multiplier, fast_multiplier,
+    data_residency_multiplier, web_search_usd_per_1k,
+    note)
+VALUES (%(model_prefix)s, %(effective_from)s,
+    %(input_usd_per_mtok)s, %(output_usd_per_mtok)s, %(cache_write_5m_usd_per_mtok)s,
+    %(cache_write_1h_usd_per_mtok)s, %(cache_read_usd_per_mtok)s, %(long_context_threshold_tokens)s,
+    %(long_context_input_multiplier)s, %(long_context_output_multiplier)s, %(fast_multiplier)s,
+    %(data_residency_multiplier)s, %(web_search_usd_per_1k)s,
+    %(note)s)
+RETURNING id
+"""
+
+SELECT_UNPRICED_MODELS = """
+SELECT model, count(*) FROM token_usage_costs WHERE unpriced GROUP BY model ORDER BY 2 DESC
+"""

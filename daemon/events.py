@@ -77,6 +77,7 @@ class Event:
     workflow_slug: str | None
     model: str | None
     transcript_path: str | None
+    agent_transcript_path: str | None
     payload: str | None  # JSON text for the jsonb column, None for an empty payload
     payload_bytes: int
     payload_sha256: str | None
@@ -253,6 +254,7 @@ def parse(name: str, data: bytes, *, default_host: str, mtime_ns: int) -> Event:
         workflow_slug=env["SESSION_DB_SESSION"],
         model=_text(obj, "model"),
         transcript_path=_text(obj, "transcript_path"),
+        agent_transcript_path=_text(obj, "agent_transcript_path"),
         payload=text,
         payload_bytes=payload_bytes,
         payload_sha256=sha,

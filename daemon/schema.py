@@ -184,3 +184,96 @@ watch_roots = sa.Table(
     ),
     comment="agents/sessions folders the daemon on each host watches (from SESSION_DB_WATCH or discovered in events).",
 )
+
+token_usage = sa.Table(
+    "token_usage",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("message_id", sa.Text, nullable=False),
+    sa.Column("request_id", sa.Text, nullable=False),
+    sa.Column("claude_session_id", sa.Text),
+    sa.Column("claude_agent_id", sa.Text),
+    sa.Column(
+        "agent_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("agents.id", name="token_usage_agent_id_fkey"),
+    ),
+    sa.Column("prompt_id", sa.Text),
+    sa.Column("model", sa.Text),
+    *[
+        sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_write_5m_tokens",
+            "cache_write_1h_tokens",
+            "cache_read_tokens",
+            "web_search_requests",
+            "web_fetch_requests",
+        )
+    ],
+    sa.Column("speed", sa.Text),
+    sa.Column("service_tier", sa.Text),
+    sa.Column("inference_geo", sa.Text),
+    sa.Column("occurred_at", sa.DateTime(timezone=True)),
+    sa.Column("is_sidechain", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("host", sa.Text),
+    sa.Column("transcript_path", sa.Text),
+    sa.Column(
+        "ingested_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.UniqueConstraint("message_id", "request_id", name="token_usage_message_request_key"),
+    sa.Index("token_usage_claude_session_idx", "claude_session_id"),
+    sa.Index("token_usage_agent_idx", "agent_id"),
+    sa.Index("token_usage_occurred_idx", "occurred_at"),
+    sa.Index(
+        "token_usage_prompt_idx", "prompt_id", postgresql_where=sa.text("prompt_id IS NOT NULL")
+    ),
+    comment="One row per API response, deduplicated across transcript lines and files by (message_id, request_id).",
+)
+
+transcript_files = sa.Table(
+    "transcript_files",
+    metadata,
+    sa.Column("host", sa.Text, primary_key=True),
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column("claude_session_id", sa.Text),
+    sa.Column("claude_agent_id", sa.Text),
+    sa.Column("byte_offset", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("file_dev", sa.BigInteger),
+    sa.Column("file_ino", sa.BigInteger),
+    sa.Column("head_sha256", sa.Text),
+    sa.Column("last_prompt_id", sa.Text),
+    sa.Column("lines_read", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("missing_since", sa.DateTime(timezone=True)),
+    *_timestamps(),
+    comment="Claude Code transcripts read so far: the byte offset is committed with the rows it produced.",
+)
+
+prices = sa.Table(
+    "prices",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("model_prefix", sa.Text, nullable=False),
+    sa.Column("effective_from", sa.DateTime(timezone=True), nullable=False),
+    *[
+        sa.Column(f"{name}_usd_per_mtok", sa.Numeric, nullable=False)
+        for name in ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
+    ],
+    sa.Column("long_context_threshold_tokens", sa.BigInteger),
+    sa.Column("long_context_input_multiplier", sa.Numeric, nullable=False, server_default="1"),
+    sa.Column("long_context_output_multiplier", sa.Numeric, nullable=False, server_default="1"),
+    sa.Column("fast_multiplier", sa.Numeric, nullable=False, server_default="1"),
+    sa.Column("data_residency_multiplier", sa.Numeric, nullable=False, server_default="1"),
+    sa.Column("web_search_usd_per_1k", sa.Numeric, nullable=False, server_default="10"),
+    sa.Column("note", sa.Text),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.UniqueConstraint("model_prefix", "effective_from", name="prices_model_prefix_effective_key"),
+    comment="USD per million tokens by model prefix (longest prefix wins) from effective_from on. "
+    "Costs are computed from it in views, so a correction re-prices history.",
+)

@@ -22,11 +22,13 @@ from daemon import migrations
 from daemon.cluster import EmbeddedCluster, find_binaries
 from daemon.config import BACKOFF_BASE_S, BACKOFF_CAP_S, LOCK_TIMEOUT_MS, WATCH_STEP_MS, Settings
 from daemon.errors import ConfigError, SchemaMismatchError, TransientDbError
+from daemon.events import Event
 from daemon.ingest import DrainStats, Ingestor
 from daemon.notify import notify, watchdog_interval_s
 from daemon.sessions import SessionTracker, sessions_dir
 from daemon.sink import PostgresSink
 from daemon.spool import Spool
+from daemon.transcripts import TRIGGER_EVENTS, ReadStats, TranscriptReader
 
 log = structlog.get_logger("session_db.service")
 
@@ -116,6 +118,9 @@ class Service:
         self.sink: PostgresSink | None = None
         self.ingestor: Ingestor | None = None
         self.tracker: SessionTracker | None = None
+        self.transcripts: TranscriptReader | None = None
+        self._transcripts_due: set[str] = set()
+        self._last_transcript_scan = 0.0
         self.watcher: Watcher | None = None
         self.db_state = "unknown"
         self.db_roots: set[str] = set()
@@ -185,6 +190,8 @@ class Service:
             pause_dir=self.settings.state_dir,
         )
         self.tracker = SessionTracker(self.sink, self.settings.host)
+        self.transcripts = TranscriptReader(self.sink, self.settings.host)
+        self.ingestor.on_event = self._note_event
 
     def shutdown(self) -> None:
         if self.watcher is not None:
@@ -215,6 +222,13 @@ class Service:
             if isinstance(err, TransientDbError):
                 raise err from exc
             raise
+
+    def _note_event(self, event: Event) -> None:
+        """Events that end a turn or an agent make its transcripts worth reading now."""
+        if event.event_type in TRIGGER_EVENTS:
+            for path in (event.transcript_path, event.agent_transcript_path):
+                if path:
+                    self._transcripts_due.add(path)
 
     def roots(self) -> list[Path]:
         found = {str(p) for p in self.settings.watch} | self.db_roots
@@ -351,12 +365,35 @@ class Service:
             self._last_scan = now
             if self.watcher is not None:
                 self.ensure_watcher()
+        assert self.transcripts is not None
+        if force_scan or now - self._last_transcript_scan >= self.settings.scan_interval_s:
+            self._last_transcript_scan = now
+            self._transcripts_due.clear()
+            self._log_transcripts(self.transcripts.sync())
+        elif self._transcripts_due:
+            paths, self._transcripts_due = self._transcripts_due, set()
+            self._log_transcripts(self.transcripts.sync(only=paths))
         if force_scan or now - self._last_orphans >= min(self.settings.orphan_ttl_s / 4, 600):
             self._last_orphans = now
             for name in self.spool.orphans(self.settings.orphan_ttl_s):
                 outcome = self.spool.settle_orphan(name)
                 log.warning("orphan_settled", file=name, outcome=outcome)
         return stats
+
+    @staticmethod
+    def _log_transcripts(stats: ReadStats) -> None:
+        if stats.files or stats.missing:
+            log.info(
+                "transcripts_read",
+                files=stats.files,
+                bytes=stats.bytes,
+                lines=stats.lines,
+                responses=stats.responses,
+                inserted=stats.inserted,
+                updated=stats.updated,
+                resets=stats.resets,
+                missing=stats.missing,
+            )
 
     def roots_changed(self) -> bool:
         return self.watcher is not None and self.watcher.paths != self.watch_paths()

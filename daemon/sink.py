@@ -129,6 +129,7 @@ class PostgresSink:
         self._timeouts = (connect_timeout_s, statement_timeout_ms, lock_timeout_ms)
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self.known_roots: set[str] = set()
+        self.known_transcripts: set[str] = set()
 
     def connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -164,6 +165,15 @@ class PostgresSink:
     ) -> WriteResult:
         conn = self.connection()
         obs = observe_agents(events)
+        transcripts: dict[str, tuple[str, str | None]] = {}
+        for e in events:
+            if e.transcript_path and e.claude_session_id:
+                transcripts.setdefault(e.transcript_path, (e.claude_session_id, None))
+            if e.agent_transcript_path and e.claude_session_id:
+                transcripts.setdefault(
+                    e.agent_transcript_path, (e.claude_session_id, e.claude_agent_id)
+                )
+        new_transcripts = sorted(set(transcripts) - self.known_transcripts)
         new_roots = sorted(
             {sessions_root_of(e.project_dir) for e in events if e.project_dir} - self.known_roots
         )
@@ -192,7 +202,18 @@ class PostgresSink:
                 backfilled = cur.rowcount
             if new_roots:
                 cur.execute(db.UPSERT_WATCH_ROOTS, (self.host, "event", new_roots))
+            if new_transcripts:
+                cur.execute(
+                    db.REGISTER_TRANSCRIPTS,
+                    (
+                        self.host,
+                        new_transcripts,
+                        [transcripts[p][0] for p in new_transcripts],
+                        [transcripts[p][1] for p in new_transcripts],
+                    ),
+                )
             if before_commit is not None:
                 before_commit()
         self.known_roots.update(new_roots)
+        self.known_transcripts.update(new_transcripts)
         return WriteResult(inserted, len(events) - inserted, len(obs), backfilled)

@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.support.spoolwriter import write_event  # noqa: E402
+from tests.support.spoolwriter import write_event
 
 PAYLOAD = (
     Path(__file__).resolve().parents[1]
