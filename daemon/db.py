@@ -133,7 +133,7 @@ INSERT INTO agents AS a (sdk_session_id, claude_agent_id, parent_agent_id, agent
 SELECT u.sid, u.aid,
     CASE WHEN u.aid IS NOT NULL THEN
         (SELECT p.id FROM agents p WHERE p.sdk_session_id = u.sid AND p.claude_agent_id IS NULL) END,
-    u.agent_type, u.model, u.status, u.cwd, u.host, u.started, u.completed, u.last_at,
+    u.agent_type, u.model, coalesce(u.status, 'executing'), u.cwd, u.host, u.started, u.completed, u.last_at,
     coalesce((SELECT s.id FROM sessions s WHERE s.host = u.host AND s.slug = u.slug),
              CASE WHEN u.aid IS NOT NULL THEN (SELECT p.session_id FROM agents p
                                                WHERE p.sdk_session_id = u.sid AND p.claude_agent_id IS NULL) END)
@@ -148,10 +148,11 @@ ON CONFLICT (sdk_session_id, claude_agent_id) WHERE sdk_session_id IS NOT NULL D
                  THEN coalesce(EXCLUDED.model, a.model) ELSE coalesce(a.model, EXCLUDED.model) END,
     cwd = CASE WHEN a.last_event_at IS NULL OR EXCLUDED.last_event_at >= a.last_event_at
                THEN coalesce(EXCLUDED.cwd, a.cwd) ELSE coalesce(a.cwd, EXCLUDED.cwd) END,
-    status = CASE WHEN a.status_source = 'state' THEN a.status
+    status = CASE WHEN a.status_source = 'state' OR EXCLUDED.last_event_at IS NULL THEN a.status
                   WHEN a.last_event_at IS NULL OR EXCLUDED.last_event_at >= a.last_event_at
                   THEN EXCLUDED.status ELSE a.status END,
-    completed_at = CASE WHEN a.last_event_at IS NULL OR EXCLUDED.last_event_at >= a.last_event_at
+    completed_at = CASE WHEN EXCLUDED.last_event_at IS NULL THEN a.completed_at
+                        WHEN a.last_event_at IS NULL OR EXCLUDED.last_event_at >= a.last_event_at
                         THEN coalesce(EXCLUDED.completed_at,
                                       CASE WHEN a.status_source = 'state' THEN a.completed_at END)
                         ELSE a.completed_at END,

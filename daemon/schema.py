@@ -170,6 +170,12 @@ agent_logs = sa.Table(
         "agent_id",
         postgresql_where=sa.text("session_id IS NULL AND agent_id IS NOT NULL"),
     ),
+    sa.Index(
+        "agent_logs_permission_request_idx",
+        "claude_session_id",
+        "occurred_at",
+        postgresql_where=sa.text("event_type = 'PermissionRequest'"),
+    ),
     comment="One row per Claude Code hook event (hook) or observed workflow phase change (phase).",
 )
 

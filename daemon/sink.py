@@ -40,6 +40,7 @@ class _AgentObs:
     first_ns: int
     last_ns: int
     last_is_end: bool
+    own_events: bool = False  # False: only a subagent's events mention this (main) session
     agent_type: str | None = None
     model: str | None = None
     model_ns: int = -1
@@ -66,11 +67,11 @@ def observe_agents(events: Iterable[Event]) -> list[_AgentObs]:
                 o = obs[key] = _AgentObs(
                     key[0], key[1], e.host, e.received_ns, e.received_ns, False
                 )
-            if not own:
-                o.first_ns = min(o.first_ns, e.received_ns)
-                continue  # a subagent's event only proves its parent exists
             o.first_ns = min(o.first_ns, e.received_ns)
-            if e.received_ns >= o.last_ns:
+            if not own:
+                continue  # a subagent's event only proves its parent exists
+            if not o.own_events or e.received_ns >= o.last_ns:
+                o.own_events = True
                 o.last_ns = e.received_ns
                 ends = SUBAGENT_END_EVENTS if key[1] else END_EVENTS
                 o.last_is_end = e.event_type in ends
@@ -90,12 +91,16 @@ def _agent_params(items: Sequence[_AgentObs]) -> dict[str, list[Any]]:
         "aid": [o.aid for o in items],
         "agent_type": [o.agent_type for o in items],
         "model": [o.model for o in items],
-        "status": ["complete" if o.last_is_end else "executing" for o in items],
+        "status": [
+            ("complete" if o.last_is_end else "executing") if o.own_events else None for o in items
+        ],
         "cwd": [o.cwd for o in items],
         "host": [o.host for o in items],
         "started": [ns_to_datetime(o.first_ns) for o in items],
-        "completed": [ns_to_datetime(o.last_ns) if o.last_is_end else None for o in items],
-        "last_at": [ns_to_datetime(o.last_ns) for o in items],
+        "completed": [
+            ns_to_datetime(o.last_ns) if o.own_events and o.last_is_end else None for o in items
+        ],
+        "last_at": [ns_to_datetime(o.last_ns) if o.own_events else None for o in items],
         "slug": [o.slug for o in items],
     }
 

@@ -283,3 +283,17 @@ def test_costs_price_correction_reprices_history(
             " VALUES ('claude-sonnet-4-5-20250929', '2026-01-01', 6, 30, 7.5, 12, 0.6)"
         )
     assert Decimal("0.009768") * 2 == session_cost(db_url, sid)
+
+
+def test_costs_turn_cost_covers_main_thread_and_subagent(
+    reader: TranscriptReader, copies: Path, db_url: str, spool: Any, ingestor: Any
+) -> None:
+    """The one prompt of the main scenario costs the whole session: main-thread and subagent responses."""
+    from tests.support.spoolwriter import write_event
+
+    for f in sorted((FIXTURES / "hooks" / "all" / "main").iterdir()):
+        write_event(spool.root, f.read_bytes(), event=f.stem.split("_", 1)[1], fsync=False)
+    ingestor.drain()
+    load(reader, copies / "main")
+    rows = query(db_url, "SELECT prompt_id, outcome, cost_usd FROM turns")
+    assert [("3e855eb2-fa71-4af7-9a8d-8b1166c1a4e8", "stop", Decimal("0.0893169"))] == rows

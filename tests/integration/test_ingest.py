@@ -283,3 +283,23 @@ def test_ingest_batches_bound_rows_per_transaction(
     stats = ing.drain()
     assert -(-len(names) // batch_max_files) == stats.batches
     assert [(len(names),)] == query(db_url, "SELECT count(*) FROM agent_logs")
+
+
+def test_ingest_late_subagent_events_leave_ended_session_complete(
+    spool: Spool, ingestor: Ingestor, db_url: str
+) -> None:
+    """A batch holding only a subagent's events (a background agent finishing after SessionEnd) does not
+    reopen its parent session."""
+    files = sorted((ALL / "main").iterdir())
+    sub = [f for f in files if b'"agent_id"' in f.read_bytes()]
+    for f in [f for f in files if f not in sub]:
+        write_event(spool.root, f.read_bytes(), event=f.stem.split("_", 1)[1], fsync=False)
+    ingestor.drain()
+    for f in sub:
+        write_event(spool.root, f.read_bytes(), event=f.stem.split("_", 1)[1], fsync=False)
+    ingestor.drain()
+    rows = query(
+        db_url,
+        "SELECT claude_agent_id IS NULL, status, completed_at IS NOT NULL FROM agents ORDER BY 1",
+    )
+    assert [(False, "complete", True), (True, "complete", True)] == rows
