@@ -171,8 +171,8 @@ COMMENT ON COLUMN tool_calls.end_log_id IS 'agent_logs.id of the first PostToolU
 TOOL_STATS = """
 CREATE VIEW tool_stats AS
 SELECT s.tool_name, s.calls, s.ok, s.failed, s.interrupted, s.denied, s.open,
-    s.p50_ms, s.p95_ms,
-    (s.failed + s.interrupted)::double precision / nullif(s.finished, 0) AS failure_rate,
+    round(s.p50_ms::numeric, 1) AS p50_ms, round(s.p95_ms::numeric, 1) AS p95_ms,
+    round((s.failed + s.interrupted)::numeric / nullif(s.finished, 0), 4) AS failure_rate,
     s.finished, s.max_ms
 FROM (
     SELECT tool_name,
