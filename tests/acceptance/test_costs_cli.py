@@ -8,10 +8,11 @@ import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
-from tests.acceptance.conftest import Env
+from tests.acceptance.conftest import Env, wait_for
 from tests.conftest import FIXTURES
 from tests.support.spoolwriter import write_event
 
@@ -108,3 +109,19 @@ def test_prices_cli_lists_and_adds_effective_dated_rows(env: Env) -> None:
     ]
     refused = cli(env, "prices", "set", "claude-new-model", "--input", "1")
     assert 78 == refused.returncode
+
+
+def test_daemon_reads_transcript_when_a_stop_arrives(env: Env, start_daemon: Any) -> None:
+    """A Stop/SubagentStop/SessionEnd event makes the running daemon read that session's transcripts at
+    once, without waiting for the periodic scan (set to a minute here)."""
+    daemon = start_daemon(SESSION_DB_SCAN_INTERVAL_S="60")
+    daemon.wait_logged("database_up")
+    projects = env.root / "projects"
+    shutil.copytree(FIXTURES / "transcripts" / "main", projects / "main")
+    for f in sorted((FIXTURES / "hooks" / "all" / "main").iterdir()):
+        payload = f.read_bytes().replace(f"{RECORDED_PROJECTS}main/".encode(), f"{projects / 'main'}/".encode())
+        write_event(env.spool, payload, event=f.stem.split("_", 1)[1], fsync=False)
+    sid = EXPECTED["main"]["session_id"]
+    wait_for(lambda: sid in costs(env) and costs(env)[sid] > 0, timeout=20, what="transcript read after Stop")
+    assert abs(Decimal("0.0893169") - costs(env)[sid]) < Decimal("0.000001")
+    assert 0 == daemon.stop()
