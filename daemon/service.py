@@ -334,6 +334,14 @@ class Service:
                 return
             self._tick_watchdog()
 
+    def _between_steps(self) -> bool:
+        """Called between batches of a long pass: keep the watchdog fed; True to stop early."""
+        self._tick_watchdog()
+        return self.stopping
+
+    def _between_chunks(self, _stats: ReadStats) -> None:
+        self._tick_watchdog()
+
     def _tick_watchdog(self) -> None:
         interval = watchdog_interval_s()
         if interval and time.monotonic() - self._last_watchdog >= interval:
@@ -354,7 +362,7 @@ class Service:
         """One authoritative pass: spool, then state files and orphans when due."""
         assert self.ingestor is not None
         assert self.tracker is not None
-        stats = self.ingestor.drain(lambda: self.stopping)
+        stats = self.ingestor.drain(self._between_steps)
         for name in ("batches", "files", "inserted", "duplicates", "quarantined"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
         now = time.monotonic()
@@ -369,10 +377,10 @@ class Service:
         if force_scan or now - self._last_transcript_scan >= self.settings.scan_interval_s:
             self._last_transcript_scan = now
             self._transcripts_due.clear()
-            self._log_transcripts(self.transcripts.sync())
+            self._log_transcripts(self.transcripts.sync(progress=self._between_chunks))
         elif self._transcripts_due:
             paths, self._transcripts_due = self._transcripts_due, set()
-            self._log_transcripts(self.transcripts.sync(only=paths))
+            self._log_transcripts(self.transcripts.sync(only=paths, progress=self._between_chunks))
         if force_scan or now - self._last_orphans >= min(self.settings.orphan_ttl_s / 4, 600):
             self._last_orphans = now
             for name in self.spool.orphans(self.settings.orphan_ttl_s):
