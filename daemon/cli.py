@@ -319,20 +319,13 @@ def default_projects_dirs(env: dict[str, str] | None = None) -> list[Path]:
 def migrated_sink(settings: config.Settings) -> Iterator[Any]:
     """A PostgresSink on a database at this version's schema (the embedded one is migrated)."""
     from daemon import migrations
-    from daemon.config import LOCK_TIMEOUT_MS
     from daemon.sink import PostgresSink
 
     with database(settings) as url:
         if settings.embedded:
             migrations.upgrade(url)
         migrations.check(url)
-        sink = PostgresSink(
-            url,
-            host=settings.host,
-            connect_timeout_s=settings.connect_timeout_s,
-            statement_timeout_ms=settings.statement_timeout_ms,
-            lock_timeout_ms=LOCK_TIMEOUT_MS,
-        )
+        sink = PostgresSink.for_settings(settings, url)
         try:
             yield sink
         finally:

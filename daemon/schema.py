@@ -15,6 +15,15 @@ SESSION_STATUSES = ("created", "spec", "plan", "build", "docs", "complete", "fai
 SESSION_TYPES = ("full", "quick", "research")
 AGENT_STATUSES = ("pending", "executing", "complete", "failed")
 EVENT_CATEGORIES = ("hook", "phase")
+USAGE_COUNTERS = (  # token_usage counters; duplicates of one response merge by the largest value of each
+    "input_tokens",
+    "output_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_read_tokens",
+    "web_search_requests",
+    "web_fetch_requests",
+)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -208,15 +217,7 @@ token_usage = sa.Table(
     sa.Column("model", sa.Text),
     *[
         sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
-        for name in (
-            "input_tokens",
-            "output_tokens",
-            "cache_write_5m_tokens",
-            "cache_write_1h_tokens",
-            "cache_read_tokens",
-            "web_search_requests",
-            "web_fetch_requests",
-        )
+        for name in USAGE_COUNTERS
     ],
     sa.Column("speed", sa.Text),
     sa.Column("service_tier", sa.Text),

@@ -20,7 +20,7 @@ import watchfiles
 
 from daemon import migrations
 from daemon.cluster import EmbeddedCluster, find_binaries
-from daemon.config import BACKOFF_BASE_S, BACKOFF_CAP_S, LOCK_TIMEOUT_MS, WATCH_STEP_MS, Settings
+from daemon.config import BACKOFF_BASE_S, BACKOFF_CAP_S, WATCH_STEP_MS, Settings
 from daemon.errors import ConfigError, SchemaMismatchError, TransientDbError
 from daemon.events import Event
 from daemon.ingest import DrainStats, Ingestor
@@ -173,13 +173,7 @@ class Service:
                 "embedded_cluster_ready", psql=" ".join(self.cluster.psql_argv()), url=self.url
             )
         assert self.url is not None
-        self.sink = PostgresSink(
-            self.url,
-            host=self.settings.host,
-            connect_timeout_s=self.settings.connect_timeout_s,
-            statement_timeout_ms=self.settings.statement_timeout_ms,
-            lock_timeout_ms=LOCK_TIMEOUT_MS,
-        )
+        self.sink = PostgresSink.for_settings(self.settings, self.url)
         self.ingestor = Ingestor(
             self.spool,
             self.sink,

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 
 from daemon import db
+from daemon.config import LOCK_TIMEOUT_MS, Settings
 from daemon.events import END_EVENTS, SUBAGENT_END_EVENTS, Event
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -135,6 +136,16 @@ class PostgresSink:
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self.known_roots: set[str] = set()
         self.known_transcripts: set[str] = set()
+
+    @classmethod
+    def for_settings(cls, settings: Settings, url: str) -> PostgresSink:
+        return cls(
+            url,
+            host=settings.host,
+            connect_timeout_s=settings.connect_timeout_s,
+            statement_timeout_ms=settings.statement_timeout_ms,
+            lock_timeout_ms=LOCK_TIMEOUT_MS,
+        )
 
     def connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed or self._conn.broken:

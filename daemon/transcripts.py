@@ -28,6 +28,7 @@ import psycopg
 import structlog
 
 from daemon import db
+from daemon.schema import USAGE_COUNTERS
 from daemon.sink import PostgresSink
 
 log = structlog.get_logger("session_db.transcripts")
@@ -36,15 +37,6 @@ READ_CHUNK_BYTES = 8 * 2**20  # bytes read (and committed with their offset) per
 HEAD_BYTES = 64 * 1024  # the first line is fingerprinted to notice a replaced file
 SYNTHETIC_MODEL = "<synthetic>"
 TRIGGER_EVENTS = frozenset({"Stop", "SubagentStop", "PreCompact", "SessionEnd"})
-USAGE_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "cache_read_tokens",
-    "web_search_requests",
-    "web_fetch_requests",
-)
 
 
 @dataclass(slots=True)
@@ -77,7 +69,7 @@ class Usage:
 
     def merge(self, other: Usage) -> None:
         """Fold a duplicate of the same response into this one (largest value per field)."""
-        for name in USAGE_FIELDS:
+        for name in USAGE_COUNTERS:
             setattr(self, name, max(getattr(self, name), getattr(other, name)))
         if self.is_sidechain and not other.is_sidechain:
             self.is_sidechain = False
