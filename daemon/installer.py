@@ -30,15 +30,6 @@ from daemon.errors import ConfigError
 HOOK_NAME = "session-db-hook"
 HOOK_TIMEOUT_S = 10  # also raises Claude Code's shared 1.5 s SessionEnd budget to this value
 CLAUDE_VERSION_TIMEOUT_S = 5
-BASH_PROBE_TIMEOUT_S = 5
-MIN_FAST_BASH = (5, 1)  # $SRANDOM appeared in bash 5.1; the hook's fast path needs it
-BASH_CANDIDATES = (
-    Path("/bin/bash"),
-    Path("/usr/bin/bash"),
-    Path("/usr/local/bin/bash"),
-    Path("/opt/homebrew/bin/bash"),
-)
-
 # WorktreeCreate replaces git's worktree creation and fails it on any non-zero exit;
 # a logging hook has no business there (reference/claude-code.md §5).
 EXCLUDED_EVENTS = frozenset({"WorktreeCreate", "WorktreeRemove"})
@@ -126,45 +117,6 @@ def installed_hook_path(data_dir: Path) -> Path:
     return data_dir / "bin" / HOOK_NAME
 
 
-def _bash_version(bash: Path) -> tuple[int, int] | None:
-    env = {k: v for k, v in os.environ.items() if k not in ("BASH_ENV", "ENV")}
-    try:
-        proc = subprocess.run(
-            [str(bash), "-c", "echo ${BASH_VERSINFO[0]}.${BASH_VERSINFO[1]}"],
-            capture_output=True,
-            text=True,
-            timeout=BASH_PROBE_TIMEOUT_S,
-            env=env,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = re.fullmatch(r"(\d+)\.(\d+)\s*", proc.stdout)
-    if proc.returncode != 0 or match is None:
-        return None
-    return int(match.group(1)), int(match.group(2))
-
-
-def find_fast_bash(candidates: Sequence[Path] = BASH_CANDIDATES) -> Path | None:
-    """The first candidate that is a bash >= 5.1, or None."""
-    for bash in candidates:
-        if not (bash.is_file() and os.access(bash, os.X_OK)):
-            continue
-        version = _bash_version(bash)
-        if version is not None and version >= MIN_FAST_BASH:
-            return bash
-    return None
-
-
-def _with_shebang(script: bytes, bash: Path | None) -> bytes:
-    if bash is None or not script.startswith(b"#!"):
-        return script
-    _, newline, rest = script.partition(b"\n")
-    # -p: bash skips $BASH_ENV (which could print to stdout), exported functions and
-    # $SHELLOPTS; the hook must not be steered by whatever the user's environment holds.
-    return b"#!" + os.fsencode(bash) + b" -p" + newline + rest
-
-
 def _write_atomically(path: Path, data: bytes, mode: int) -> None:
     """Write via a temp file in the same directory, fsync, rename, fsync the directory."""
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -187,10 +139,14 @@ def _write_atomically(path: Path, data: bytes, mode: int) -> None:
 
 
 def install_hook_script(source: Path, data_dir: Path) -> Path:
-    """Copy the packaged hook to data_dir/bin (mode 0755), under a bash >= 5.1 if one exists."""
+    """Copy the packaged hook to data_dir/bin (mode 0755), byte for byte.
+
+    It keeps `#!/bin/sh`: measured with tests/bench/bench_hook.py, dash runs it faster than
+    bash takes its $EPOCHREALTIME/$SRANDOM path (bash forks with clone, dash with vfork).
+    """
     target = installed_hook_path(data_dir)
     try:
-        script = _with_shebang(source.read_bytes(), find_fast_bash())
+        script = source.read_bytes()
         target.parent.mkdir(parents=True, exist_ok=True)
         if (
             target.is_file()
