@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -71,3 +73,19 @@ def test_quarantine_purge_only_what_is_older_and_only_when_asked(env: Env, tmp_p
     remaining = sorted(p.name for p in (env.spool / "quarantine").iterdir())
     assert [new, f"{new}.reason.json"] == remaining
     assert 78 == cli(env, "quarantine", "purge", "--older-than", "soon").returncode
+
+
+def test_orphan_tmp_file_is_quarantined_after_its_ttl(env: Env) -> None:
+    """A file a killed hook left in tmp/ is quarantined (reason orphan_tmp) once older than the TTL;
+    a younger one is left alone (the hook may still be writing it)."""
+    (env.spool / "tmp").mkdir(parents=True)
+    old = env.spool / "tmp" / "1.P1Rdeadbeefdeadbeef.host"
+    old.write_bytes(b"session-db-spool: 1\nreceived-ns: 1\n\n{")
+    os.utime(old, (time.time() - 120, time.time() - 120))
+    young = env.spool / "tmp" / "2.P2Rfeedfacefeedface.host"
+    young.write_bytes(b"partial")
+    env.extra["SESSION_DB_ORPHAN_TTL_S"] = "60"
+    assert 0 == cli(env, "ingest", "--once").returncode
+    listed = json.loads(cli(env, "quarantine", "list", "--json").stdout)
+    assert [(old.name, "orphan_tmp")] == [(r["name"], r["reason"]) for r in listed]
+    assert young.exists()
