@@ -164,6 +164,17 @@ ON CONFLICT (sdk_session_id, claude_agent_id) WHERE sdk_session_id IS NOT NULL D
 RETURNING id, session_id
 """
 
+# A session whose last turn ended in StopFailure (an API error) and then ended is failed, not complete.
+MARK_FAILED_SESSIONS = """
+UPDATE agents a SET status = 'failed', updated_at = now()
+WHERE a.sdk_session_id = ANY(%s::text[]) AND a.claude_agent_id IS NULL
+  AND a.status = 'complete' AND a.status_source = 'events'
+  AND (SELECT l.event_type FROM agent_logs l
+       WHERE l.claude_session_id = a.sdk_session_id AND l.claude_agent_id IS NULL
+         AND l.event_type IN ('Stop', 'StopFailure', 'UserPromptSubmit')
+       ORDER BY l.occurred_at DESC, l.id DESC LIMIT 1) = 'StopFailure'
+"""
+
 BACKFILL_SESSION_LINKS = """
 UPDATE agent_logs l SET session_id = a.session_id
 FROM agents a
@@ -318,6 +329,18 @@ COPY ingest_usage (message_id, request_id, claude_session_id, claude_agent_id, p
     input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens,
     web_search_requests, web_fetch_requests, speed, service_tier, inference_geo, occurred_at,
     is_sidechain, host, transcript_path) FROM STDIN
+"""
+
+# The model an agent used, from its responses, where no event or state.json named one.
+FILL_AGENT_MODELS = """
+UPDATE agents a SET model = i.model, updated_at = now()
+FROM (
+    SELECT DISTINCT ON (claude_session_id, claude_agent_id) claude_session_id, claude_agent_id, model
+    FROM ingest_usage WHERE model IS NOT NULL AND claude_session_id IS NOT NULL
+    ORDER BY claude_session_id, claude_agent_id, occurred_at DESC NULLS LAST
+) i
+WHERE a.model IS NULL AND a.sdk_session_id = i.claude_session_id
+  AND coalesce(a.claude_agent_id, '') = coalesce(i.claude_agent_id, '')
 """
 
 # Duplicates of one response keep the largest value per field; a non-sidechain copy's

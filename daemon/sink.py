@@ -212,6 +212,9 @@ class PostgresSink:
                     copy.write_row(event_row(e))
             cur.execute(db.INSERT_EVENTS)
             inserted = cur.rowcount
+            ended = [o.sid for o in obs if o.aid is None and o.own_events and o.last_is_end]
+            if ended:
+                cur.execute(db.MARK_FAILED_SESSIONS, (ended,))
             backfilled = 0
             if linked:
                 cur.execute(db.BACKFILL_SESSION_LINKS, (linked,))

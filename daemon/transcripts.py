@@ -457,6 +457,7 @@ class TranscriptReader:
                             inserted += 1
                         else:
                             updated += 1
+                    cur.execute(db.FILL_AGENT_MODELS)
                 cur.execute(
                     db.UPDATE_TRANSCRIPT_OFFSET,
                     {

@@ -119,9 +119,15 @@ def test_daemon_reads_transcript_when_a_stop_arrives(env: Env, start_daemon: Any
     projects = env.root / "projects"
     shutil.copytree(FIXTURES / "transcripts" / "main", projects / "main")
     for f in sorted((FIXTURES / "hooks" / "all" / "main").iterdir()):
-        payload = f.read_bytes().replace(f"{RECORDED_PROJECTS}main/".encode(), f"{projects / 'main'}/".encode())
+        payload = f.read_bytes().replace(
+            f"{RECORDED_PROJECTS}main/".encode(), f"{projects / 'main'}/".encode()
+        )
         write_event(env.spool, payload, event=f.stem.split("_", 1)[1], fsync=False)
     sid = EXPECTED["main"]["session_id"]
-    wait_for(lambda: sid in costs(env) and costs(env)[sid] > 0, timeout=20, what="transcript read after Stop")
+    wait_for(
+        lambda: sid in costs(env) and costs(env)[sid] > 0,
+        timeout=20,
+        what="transcript read after Stop",
+    )
     assert abs(Decimal("0.0893169") - costs(env)[sid]) < Decimal("0.000001")
     assert 0 == daemon.stop()

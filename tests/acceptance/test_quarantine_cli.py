@@ -18,14 +18,20 @@ from tests.support.spoolwriter import write_event, write_raw
 
 def cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "daemon", *args]
-    return subprocess.run(cmd, env=env.vars(), capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        cmd, env=env.vars(), capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_quarantine_replay_after_fix_lands_the_row(env: Env) -> None:
     """A row the database refused is quarantined; after the fix, replay + ingest make it one row."""
     with psycopg.connect(env.db_url) as conn:
-        conn.execute("ALTER TABLE agent_logs ADD CONSTRAINT test_no_x CHECK (tool_name IS DISTINCT FROM 'X')")
-    good = write_event(env.spool, (FIXTURES / "hooks" / "PreToolUse.json").read_bytes(), event="PreToolUse")
+        conn.execute(
+            "ALTER TABLE agent_logs ADD CONSTRAINT test_no_x CHECK (tool_name IS DISTINCT FROM 'X')"
+        )
+    good = write_event(
+        env.spool, (FIXTURES / "hooks" / "PreToolUse.json").read_bytes(), event="PreToolUse"
+    )
     poison = write_event(env.spool, b'{"session_id": "s", "tool_name": "X"}', event="PreToolUse")
     assert 0 == cli(env, "ingest", "--once").returncode
     listed = cli(env, "quarantine", "list", "--json")

@@ -10,7 +10,9 @@ from pathlib import Path
 from daemon.resources import data_path
 
 
-def verify(unit: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def verify(
+    unit: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     tool = shutil.which("systemd-analyze")
     assert tool, "systemd-analyze is missing: apt-get install systemd (.ci/bootstrap does)"
     cmd = [tool, "verify", *extra, str(unit)]

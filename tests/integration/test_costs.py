@@ -297,3 +297,15 @@ def test_costs_turn_cost_covers_main_thread_and_subagent(
     load(reader, copies / "main")
     rows = query(db_url, "SELECT prompt_id, outcome, cost_usd FROM turns")
     assert [("3e855eb2-fa71-4af7-9a8d-8b1166c1a4e8", "stop", Decimal("0.0893169"))] == rows
+
+
+def test_costs_agent_model_filled_from_responses(
+    reader: TranscriptReader, copies: Path, db_url: str
+) -> None:
+    """Agents no event or state.json named a model for get the model of their responses."""
+    load(reader, copies / "main")
+    rows = query(db_url, "SELECT coalesce(claude_agent_id, '(main)'), model FROM agents ORDER BY 1")
+    assert [
+        ("(main)", "claude-sonnet-4-5-20250929"),
+        (SUB_MAIN, "claude-sonnet-4-5-20250929"),
+    ] == rows

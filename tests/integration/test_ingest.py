@@ -303,3 +303,17 @@ def test_ingest_late_subagent_events_leave_ended_session_complete(
         "SELECT claude_agent_id IS NULL, status, completed_at IS NOT NULL FROM agents ORDER BY 1",
     )
     assert [(False, "complete", True), (True, "complete", True)] == rows
+
+
+def test_ingest_session_ending_after_api_error_is_failed(
+    spool: Spool, ingestor: Ingestor, db_url: str
+) -> None:
+    """A session whose last turn ended in StopFailure and then ended is `failed`; a normal one `complete`."""
+    replay(spool, "error")
+    replay(spool, "expand")
+    ingestor.drain()
+    rows = query(db_url, "SELECT sdk_session_id, status FROM agents ORDER BY 1")
+    assert [
+        ("120513a0-395a-41b8-be5c-14234bf83781", "failed"),
+        ("7c5fa6d1-d3a0-4b97-b883-a6ced3c36ed0", "complete"),
+    ] == rows
