@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from daemon.installer import KNOWN_EVENTS, TOOL_EVENTS
 from tests.acceptance.conftest import Daemon, Env, wait_for
 from tests.e2e.fake_api import MODEL, FakeAnthropicAPI, Record, Usage, total
 
@@ -51,44 +52,9 @@ TEST_TIMEOUT_S = INSTALL_TIMEOUT_S + 180
 CLI_TIMEOUT_S = 90
 WAIT_S = 30.0
 
-# Every event of reference §5 except WorktreeCreate/WorktreeRemove (a hook there replaces git's
-# worktree handling). The capture hook listens to all of them, whatever `hooks install` picks.
-CAPTURED_EVENTS = (
-    "SessionStart",
-    "Setup",
-    "InstructionsLoaded",
-    "UserPromptSubmit",
-    "UserPromptExpansion",
-    "MessageDisplay",
-    "PreToolUse",
-    "PermissionRequest",
-    "PermissionDenied",
-    "PostToolUse",
-    "PostToolUseFailure",
-    "PostToolBatch",
-    "Notification",
-    "SubagentStart",
-    "SubagentStop",
-    "TaskCreated",
-    "TaskCompleted",
-    "Stop",
-    "StopFailure",
-    "TeammateIdle",
-    "ConfigChange",
-    "CwdChanged",
-    "DirectoryAdded",
-    "FileChanged",
-    "PreCompact",
-    "PostCompact",
-    "Elicitation",
-    "ElicitationResult",
-    "PreModelSwitch",
-    "PostModelSwitch",
-    "SessionEnd",
-)
-TOOL_EVENTS = frozenset(
-    {"PreToolUse", "PostToolUse", "PostToolUseFailure", "PermissionRequest", "PermissionDenied"}
-)
+# The capture hook listens to every event the installer knows (reference §5 minus the two
+# worktree events), whatever subset `hooks install` picks for the installed version.
+CAPTURED_EVENTS = KNOWN_EVENTS
 
 # Prints nothing, always exits 0: one line in `events` and one payload file per firing, named
 # <receive time ns>.<event>.<random> so that sorting the names gives the firing order.
