@@ -25,6 +25,12 @@ WATCH_DEBOUNCE_MS = 200  # longest the watcher coalesces changes before waking t
 WATCH_STEP_MS = 20  # quiet time after which the watcher yields a change set
 FOREIGN_GRACE_S = 10.0  # a header-less file younger than this may still be mid-write
 ORPHAN_TTL_S = 24 * 3600.0  # tmp/ files older than this were left by a killed hook
+FIELD_CAP_BYTES = (
+    256 * 1024
+)  # a payload string longer than this (UTF-8 bytes) is truncated in the row
+MAX_FILE_BYTES = (
+    256 * 2**20
+)  # a spool file larger than this is quarantined unread (jsonb tops out near 255 MB)
 CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 30_000
 LOCK_TIMEOUT_MS = 10_000
@@ -137,6 +143,17 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "orphan_ttl_s", _as_float, "seconds before a tmp/ file left by a killed hook is quarantined"
     ),
+    Option(
+        "field_cap_bytes", _as_int, "longest payload string stored in a row (bytes; 0 = no cap)"
+    ),
+    Option(
+        "keep_originals",
+        _as_bool,
+        "keep the untruncated file in <spool>/originals when a field was capped",
+    ),
+    Option(
+        "max_file_bytes", _as_int, "spool files larger than this are quarantined without reading"
+    ),
     Option("connect_timeout_s", _as_int, "database connect timeout"),
     Option("statement_timeout_ms", _as_int, "database statement timeout"),
     Option("force_polling", _as_bool, "poll instead of inotify (NFS, containers, WSL)"),
@@ -167,6 +184,9 @@ class Settings:
     watch_debounce_ms: int = WATCH_DEBOUNCE_MS
     foreign_grace_s: float = FOREIGN_GRACE_S
     orphan_ttl_s: float = ORPHAN_TTL_S
+    field_cap_bytes: int = FIELD_CAP_BYTES
+    keep_originals: bool = True
+    max_file_bytes: int = MAX_FILE_BYTES
     connect_timeout_s: int = CONNECT_TIMEOUT_S
     statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
     force_polling: bool = False
@@ -252,6 +272,10 @@ def _validate(s: Settings) -> None:
     for key in ("scan_interval_s", "orphan_ttl_s", "watch_debounce_ms"):
         if getattr(s, key) <= 0:
             raise ConfigError(f"{key} must be positive ({s.sources[key]})")
+    if s.field_cap_bytes < 0:
+        raise ConfigError(f"field_cap_bytes must not be negative ({s.sources['field_cap_bytes']})")
+    if s.max_file_bytes <= 0:
+        raise ConfigError(f"max_file_bytes must be positive ({s.sources['max_file_bytes']})")
     if s.foreign_grace_s < 0:
         raise ConfigError(f"foreign_grace_s must not be negative ({s.sources['foreign_grace_s']})")
     if "/" in s.host or not s.host:

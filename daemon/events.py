@@ -87,6 +87,10 @@ class Event:
     def size(self) -> int:
         return self.payload_bytes
 
+    @property
+    def truncated(self) -> bool:
+        return self.transforms is not None and TRUNCATED in self.transforms
+
 
 def escape_nul(value: Any) -> Any:
     """Apply the reversible NUL escaping to every string in a decoded JSON value."""
@@ -180,7 +184,38 @@ def _text(obj: dict[str, Any], key: str) -> str | None:
     return None
 
 
-def parse(name: str, data: bytes, *, default_host: str, mtime_ns: int) -> Event:
+TRUNCATED = "truncated"
+
+
+def cap_strings(value: Any, cap: int, path: str = "") -> tuple[Any, list[str]]:
+    """Shorten every string (values, not keys) longer than `cap` UTF-8 bytes; return the JSON
+    pointers of the fields it shortened. A cut never splits a character."""
+    if isinstance(value, str):
+        raw = value.encode("utf-8", "surrogatepass")
+        if len(raw) <= cap:
+            return value, []
+        return raw[:cap].decode("utf-8", "ignore"), [path or "/"]
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        cut: list[str] = []
+        for k, v in value.items():
+            out[k], c = cap_strings(v, cap, f"{path}/{k.replace('~', '~0').replace('/', '~1')}")
+            cut += c
+        return out, cut
+    if isinstance(value, list):
+        items: list[Any] = []
+        cut = []
+        for i, v in enumerate(value):
+            item, c = cap_strings(v, cap, f"{path}/{i}")
+            items.append(item)
+            cut += c
+        return items, cut
+    return value, []
+
+
+def parse(
+    name: str, data: bytes, *, default_host: str, mtime_ns: int, field_cap_bytes: int = 0
+) -> Event:
     """Turn one spool file into an Event, or raise BadEvent."""
     header, payload = split_header(data)
     if header is not None:
@@ -227,6 +262,12 @@ def parse(name: str, data: bytes, *, default_host: str, mtime_ns: int) -> Event:
             body, escaped = escape_nul_json(body)
             if escaped:
                 transforms.append("nul_escaped")
+        if field_cap_bytes and len(body) > field_cap_bytes:
+            capped, cut = cap_strings(orjson.loads(body), field_cap_bytes)
+            if cut:
+                # Re-encoded: integers beyond 64 bits become floats here; the original is kept on disk.
+                body = orjson.dumps(capped)
+                transforms += [TRUNCATED, *(f"{TRUNCATED}:{p}" for p in cut)]
         text = body.decode("utf-8")  # orjson has validated it
     elif not header:
         # A foreign writer may have created the file and not written it yet.

@@ -55,6 +55,9 @@ class Ingestor:
         batch_max_files: int,
         batch_max_bytes: int,
         foreign_grace_s: float,
+        field_cap_bytes: int = 0,
+        keep_originals: bool = True,
+        max_file_bytes: int = 2**62,
         pause_dir: Path | None = None,
     ) -> None:
         self.spool = spool
@@ -63,6 +66,9 @@ class Ingestor:
         self.batch_max_files = batch_max_files
         self.batch_max_bytes = batch_max_bytes
         self.foreign_grace_s = foreign_grace_s
+        self.field_cap_bytes = field_cap_bytes
+        self.keep_originals = keep_originals
+        self.max_file_bytes = max_file_bytes
         self._unreadable: dict[str, float] = {}
         self._pause = os.environ.get(PAUSE_ENV) or None
         self._pause_dir = pause_dir
@@ -99,6 +105,12 @@ class Ingestor:
         quarantined = 0
         now = time.time()
         for entry in batch:
+            if entry.size > self.max_file_bytes:
+                detail = f"{entry.size} bytes, over max_file_bytes={self.max_file_bytes}; not read"
+                quarantined += self.spool.quarantine_file(
+                    entry.name, "too_large", detail, size=entry.size
+                )
+                continue
             retry_at = self._unreadable.get(entry.name)
             if retry_at is not None and retry_at > now:
                 stats.deferred += 1
@@ -120,13 +132,21 @@ class Ingestor:
                 continue
             self._unreadable.pop(entry.name, None)
             try:
-                event = parse(entry.name, data, default_host=self.host, mtime_ns=entry.mtime_ns)
+                event = parse(
+                    entry.name,
+                    data,
+                    default_host=self.host,
+                    mtime_ns=entry.mtime_ns,
+                    field_cap_bytes=self.field_cap_bytes,
+                )
             except BadEvent as bad:
                 if bad.retryable and now - entry.mtime_ns / 1e9 < self.foreign_grace_s:
                     stats.deferred += 1  # a foreign writer may still be writing it
                     continue
                 quarantined += self.spool.quarantine_file(entry.name, bad.reason, bad.detail)
                 continue
+            if event.truncated and self.keep_originals:
+                self.spool.keep_original(entry.name)
             events.append(event)
         result_rows = 0
         duplicates = 0

@@ -181,6 +181,9 @@ class Service:
             batch_max_files=self.settings.batch_max_files,
             batch_max_bytes=self.settings.batch_max_bytes,
             foreign_grace_s=self.settings.foreign_grace_s,
+            field_cap_bytes=self.settings.field_cap_bytes,
+            keep_originals=self.settings.keep_originals,
+            max_file_bytes=self.settings.max_file_bytes,
             pause_dir=self.settings.state_dir,
         )
         self.tracker = SessionTracker(self.sink, self.settings.host)

@@ -20,7 +20,7 @@ import orjson
 
 from daemon.errors import ConfigError, FatalIOError
 
-SUBDIRS = ("tmp", "new", "quarantine")
+SUBDIRS = ("tmp", "new", "quarantine", "originals")
 REASON_SUFFIX = ".reason.json"
 DIR_MODE = 0o700
 
@@ -51,11 +51,12 @@ class Spool:
         self.tmp = root / "tmp"
         self.new = root / "new"
         self.quarantine = root / "quarantine"
+        self.originals = root / "originals"  # untruncated files whose rows had a field capped
 
     def ensure(self) -> None:
         """Create the directories (0700) and check they share one filesystem."""
         try:
-            for sub in (self.root, self.tmp, self.new, self.quarantine):
+            for sub in (self.root, self.tmp, self.new, self.quarantine, self.originals):
                 sub.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(
@@ -156,6 +157,22 @@ class Spool:
         except OSError as exc:
             raise FatalIOError(f"cannot quarantine {src}: {exc}") from exc
         return True
+
+    def keep_original(self, name: str) -> None:
+        """Hard-link `new/<name>` into `originals/` (same filesystem: no copy) before its row commits.
+
+        A repeat after a crash finds the link already there. Failing to keep it is fatal: the row
+        will hold a truncated payload and the promise is that the original is not dropped.
+        """
+        try:
+            os.link(self.new / name, self.originals / name)
+            fsync_dir(self.originals)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise FatalIOError(
+                f"cannot keep the original of {self.new / name} in {self.originals}: {exc}"
+            ) from exc
 
     def quarantined(self) -> Iterator[str]:
         """Names of quarantined event files (not their sidecars)."""
