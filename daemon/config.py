@@ -25,12 +25,12 @@ WATCH_DEBOUNCE_MS = 200  # longest the watcher coalesces changes before waking t
 WATCH_STEP_MS = 20  # quiet time after which the watcher yields a change set
 FOREIGN_GRACE_S = 10.0  # a header-less file younger than this may still be mid-write
 ORPHAN_TTL_S = 24 * 3600.0  # tmp/ files older than this were left by a killed hook
-FIELD_CAP_BYTES = (
-    256 * 1024
-)  # a payload string longer than this (UTF-8 bytes) is truncated in the row
-MAX_FILE_BYTES = (
-    256 * 2**20
-)  # a spool file larger than this is quarantined unread (jsonb tops out near 255 MB)
+# A payload string longer than this (UTF-8 bytes) is truncated in the row.
+FIELD_CAP_BYTES = 256 * 1024
+# A spool file larger than this is quarantined unread (jsonb tops out near 255 MB).
+MAX_FILE_BYTES = 256 * 2**20
+BACKLOG_WARN_FILES = 10_000  # warn (log, STATUS=, status) when more files than this wait in new/
+BACKLOG_WARN_AGE_S = 300.0  # … or when the oldest waiting file is older than this
 CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 30_000
 LOCK_TIMEOUT_MS = 10_000
@@ -154,6 +154,12 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max_file_bytes", _as_int, "spool files larger than this are quarantined without reading"
     ),
+    Option("backlog_warn_files", _as_int, "warn when more spool files than this are waiting"),
+    Option(
+        "backlog_warn_age_s",
+        _as_float,
+        "warn when the oldest waiting spool file is older than this",
+    ),
     Option("connect_timeout_s", _as_int, "database connect timeout"),
     Option("statement_timeout_ms", _as_int, "database statement timeout"),
     Option("force_polling", _as_bool, "poll instead of inotify (NFS, containers, WSL)"),
@@ -187,6 +193,8 @@ class Settings:
     field_cap_bytes: int = FIELD_CAP_BYTES
     keep_originals: bool = True
     max_file_bytes: int = MAX_FILE_BYTES
+    backlog_warn_files: int = BACKLOG_WARN_FILES
+    backlog_warn_age_s: float = BACKLOG_WARN_AGE_S
     connect_timeout_s: int = CONNECT_TIMEOUT_S
     statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
     force_polling: bool = False

@@ -274,6 +274,11 @@ VALUES (%(uid)s, %(host)s, %(session_id)s, 'phase', %(event_type)s, %(occurred_a
 ON CONFLICT (event_uid) DO NOTHING
 """
 
+STATUS_DAEMONS = """
+SELECT host, pid, version, started_at, last_heartbeat, events_ingested, backlog_files, last_error, stale
+FROM daemon_status ORDER BY host, started_at DESC
+"""
+
 STATUS_COUNTS = """
 SELECT host, max(occurred_at) AS last_event, max(ingested_at) AS last_ingested, count(*) AS events
 FROM agent_logs GROUP BY host ORDER BY host
@@ -447,4 +452,19 @@ RETURNING id
 
 SELECT_UNPRICED_MODELS = """
 SELECT model, count(*) FROM token_usage_costs WHERE unpriced GROUP BY model ORDER BY 2 DESC
+"""
+
+# --- heartbeats ---------------------------------------------------------------------------
+
+UPSERT_HEARTBEAT = """
+INSERT INTO daemon_heartbeats AS h (host, pid, version, spool, started_at, last_heartbeat, events_ingested,
+    quarantined, backlog_files, backlog_bytes, oldest_backlog_s, last_error, last_error_at)
+VALUES (%(host)s, %(pid)s, %(version)s, %(spool)s, %(started_at)s, now(), %(events)s, %(quarantined)s,
+    %(backlog_files)s, %(backlog_bytes)s, %(oldest_s)s, %(last_error)s, %(last_error_at)s)
+ON CONFLICT (host, pid, started_at) DO UPDATE SET
+    last_heartbeat = now(), events_ingested = EXCLUDED.events_ingested, quarantined = EXCLUDED.quarantined,
+    backlog_files = EXCLUDED.backlog_files, backlog_bytes = EXCLUDED.backlog_bytes,
+    oldest_backlog_s = EXCLUDED.oldest_backlog_s,
+    last_error = coalesce(EXCLUDED.last_error, h.last_error),
+    last_error_at = coalesce(EXCLUDED.last_error_at, h.last_error_at)
 """

@@ -284,3 +284,24 @@ prices = sa.Table(
     comment="USD per million tokens by model prefix (longest prefix wins) from effective_from on. "
     "Costs are computed from it in views, so a correction re-prices history.",
 )
+
+daemon_heartbeats = sa.Table(
+    "daemon_heartbeats",
+    metadata,
+    sa.Column("host", sa.Text, primary_key=True),
+    sa.Column("pid", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Text, nullable=False),
+    sa.Column("spool", sa.Text, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column(
+        "last_heartbeat", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("events_ingested", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("quarantined", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("backlog_files", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("backlog_bytes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("oldest_backlog_s", sa.Float(precision=53)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_error_at", sa.DateTime(timezone=True)),
+    comment="One row per daemon run, refreshed every scan interval while it runs.",
+)

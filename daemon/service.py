@@ -6,15 +6,18 @@ drops events on overflow), so every wake-up and a timer run an authoritative sca
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import psycopg
 import structlog
 import watchfiles
 
@@ -27,7 +30,7 @@ from daemon.ingest import DrainStats, Ingestor
 from daemon.notify import notify, watchdog_interval_s
 from daemon.sessions import SessionTracker, sessions_dir
 from daemon.sink import PostgresSink
-from daemon.spool import Spool
+from daemon.spool import Backlog, Spool
 from daemon.transcripts import TRIGGER_EVENTS, ReadStats, TranscriptReader
 
 log = structlog.get_logger("session_db.service")
@@ -128,6 +131,10 @@ class Service:
         self._last_scan = 0.0
         self._last_orphans = 0.0
         self._last_watchdog = 0.0
+        self._last_heartbeat = 0.0
+        self._started_at = datetime.now(UTC)
+        self._last_error: tuple[str, datetime] | None = None
+        self._backlog_high = False
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -346,14 +353,69 @@ class Service:
             self._last_watchdog = time.monotonic()
 
     def _set_db_state(self, state: str, **kw: Any) -> None:
+        if state == "down":
+            self._last_error = (str(kw.get("error", "")), datetime.now(UTC))
         if state != self.db_state:
             if state == "down":
                 log.error("database_down", **kw)
             else:
                 log.info("database_up")
             self.db_state = state
-        backlog = self.spool.backlog() if state == "down" else None
-        notify(f"STATUS=db={state}" + (f" backlog={backlog.files}" if backlog else ""))
+        if state == "down":
+            self._check_backlog(self.spool.backlog())
+        elif not self._backlog_high:
+            notify("STATUS=db=up")
+
+    def _check_backlog(self, backlog: Backlog) -> None:
+        """Warn once when the backlog passes a threshold, once more when it is back to normal."""
+        oldest = backlog.oldest_age_s or 0.0
+        high = (
+            backlog.files > self.settings.backlog_warn_files
+            or oldest > self.settings.backlog_warn_age_s
+        )
+        if high != self._backlog_high:
+            self._backlog_high = high
+            if high:
+                log.warning(
+                    "backlog_high",
+                    files=backlog.files,
+                    bytes=backlog.bytes,
+                    oldest_s=round(oldest, 1),
+                )
+            else:
+                log.info("backlog_normal", files=backlog.files)
+        warn = " WARNING: backlog high" if high else ""
+        notify(f"STATUS=db={self.db_state} backlog={backlog.files} oldest={oldest:.0f}s{warn}")
+
+    def _heartbeat(self) -> None:
+        """Record this daemon's state in daemon_heartbeats (one row per run)."""
+        from daemon import __version__, db
+
+        assert self.sink is not None
+        backlog = self.spool.backlog()
+        self._check_backlog(backlog)
+        error, error_at = self._last_error or (None, None)
+        try:
+            with db.transaction(self.sink.connection()) as cur:
+                cur.execute(
+                    db.UPSERT_HEARTBEAT,
+                    {
+                        "host": self.settings.host,
+                        "pid": os.getpid(),
+                        "version": __version__,
+                        "spool": str(self.settings.spool),
+                        "started_at": self._started_at,
+                        "events": self.totals.inserted,
+                        "quarantined": self.totals.quarantined,
+                        "backlog_files": backlog.files,
+                        "backlog_bytes": backlog.bytes,
+                        "oldest_s": backlog.oldest_age_s,
+                        "last_error": error,
+                        "last_error_at": error_at,
+                    },
+                )
+        except psycopg.Error as exc:
+            raise db.classify(exc) from exc
 
     def pass_once(self, *, force_scan: bool = False) -> DrainStats:
         """One authoritative pass: spool, then state files and orphans when due."""
@@ -370,6 +432,9 @@ class Service:
             self._last_scan = now
             if self.watcher is not None:
                 self.ensure_watcher()
+        if force_scan or now - self._last_heartbeat >= self.settings.scan_interval_s:
+            self._last_heartbeat = now
+            self._heartbeat()
         assert self.transcripts is not None
         if force_scan or now - self._last_transcript_scan >= self.settings.scan_interval_s:
             self._last_transcript_scan = now

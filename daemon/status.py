@@ -28,6 +28,7 @@ def collect(settings: config.Settings) -> dict[str, Any]:
             "reachable": False,
         },
         "hosts": [],
+        "daemons": [],
     }
     from daemon.cli import database
 
@@ -45,6 +46,10 @@ def collect(settings: config.Settings) -> dict[str, Any]:
             if rev == head:
                 with psycopg.connect(url, connect_timeout=settings.connect_timeout_s) as conn:
                     rows = conn.execute(db.STATUS_COUNTS).fetchall()
+                    daemons = conn.execute(db.STATUS_DAEMONS).fetchall()
+                names = ("host", "pid", "version", "started_at", "last_heartbeat", "events_ingested",
+                         "backlog_files", "last_error", "stale")  # fmt: skip
+                report["daemons"] = [dict(zip(names, d, strict=True)) for d in daemons]
                 report["hosts"] = [
                     {"host": h, "last_event_at": le, "last_ingested_at": li, "events": n}
                     for h, le, li, n in rows
@@ -70,6 +75,13 @@ def render(r: dict[str, Any]) -> str:
         ok = "ok" if d.get("schema_ok") else "run `session-db migrate`"
         lines.append(
             f"  schema:    {d.get('schema_revision')} (expected {d.get('expected_revision')}) {ok}"
+        )
+    for d in r.get("daemons", []):
+        state = "STALE" if d["stale"] else "running"
+        lines.append(
+            f"  daemon {d['host']} pid {d['pid']} ({state}): {d['events_ingested']} events, "
+            f"backlog {d['backlog_files']}, last heartbeat {d['last_heartbeat']}"
+            + (f", last error: {d['last_error']}" if d["last_error"] else "")
         )
     for h in r["hosts"]:
         lines.append(
