@@ -136,6 +136,27 @@ def build_parser() -> argparse.ArgumentParser:
     qp.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h, 2w")
     qp.add_argument("--dry-run", action="store_true", help="list what would be deleted")
 
+    svc = sub.add_parser("service", help="install the systemd unit for this installation")
+    ssub = svc.add_subparsers(dest="service_command", required=True, metavar="ACTION")
+    si = ssub.add_parser(
+        "install",
+        help="write the unit (user unit by default) and print the systemctl commands",
+        description="Writes the unit with the absolute path of this session-db. SESSION_DB_URL, if set, goes "
+        "into a 0600 environment file read by the unit, never into the unit itself.",
+    )
+    kind = si.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--user", action="store_true", help="~/.config/systemd/user/session-db.service (default)"
+    )
+    kind.add_argument(
+        "--system",
+        action="store_true",
+        help="/etc/systemd/system/session-db@.service, run as USER (root only)",
+    )
+    si.add_argument("--as-user", metavar="USER", help="with --system: the user the service runs as")
+    si.add_argument("--enable", action="store_true", help="also run the systemctl commands")
+    si.add_argument("--dry-run", action="store_true", help="print the unit, write nothing")
+
     hooks = sub.add_parser("hooks", help="install or remove our Claude Code hook")
     hsub = hooks.add_subparsers(dest="hooks_command", required=True, metavar="ACTION")
     for name, text in (
@@ -494,6 +515,30 @@ def cmd_quarantine(settings: config.Settings, args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_service(settings: config.Settings, args: argparse.Namespace) -> int:
+    from daemon import units
+
+    home = Path(os.environ.get("HOME") or Path.home())
+    p = units.plan(args.system, settings.url, home, args.as_user)
+    if args.dry_run:
+        sys.stdout.write(f"# {p.unit_path}\n{p.unit_text}")
+        if p.env_text is not None:
+            print(f"# {p.env_path} (mode 0600) would hold SESSION_DB_URL (password masked here): "
+                  f"{config.mask_url(settings.url)}")  # fmt: skip
+        return EX_OK
+    units.apply(p)
+    print(f"wrote {p.unit_path}" + (f" and {p.env_path} (0600)" if p.env_text is not None else ""))
+    for command in p.commands:
+        if args.enable:
+            done = subprocess.run(command, check=False)
+            if done.returncode != 0:
+                print(f"failed ({done.returncode}): {' '.join(command)}", file=sys.stderr)
+                return done.returncode
+        else:
+            print("  " + " ".join(command))
+    return EX_OK
+
+
 COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "run": cmd_run,
     "ingest": cmd_ingest,
@@ -505,4 +550,5 @@ COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "backfill": cmd_backfill,
     "prices": cmd_prices,
     "quarantine": cmd_quarantine,
+    "service": cmd_service,
 }

@@ -1,0 +1,105 @@
+"""`session-db service install`: write the systemd unit with this installation's paths.
+
+The database URL (which may hold a password) goes into a 0600 environment file that the unit
+reads with EnvironmentFile=, never into the unit text.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.errors import ConfigError
+from daemon.resources import data_path
+from daemon.spool import write_durably
+
+USER_UNIT = "session-db.service"
+SYSTEM_UNIT = "session-db@.service"
+USER_EXEC = "ExecStart=%h/.local/bin/session-db run"
+SYSTEM_EXEC = "ExecStart=/usr/local/bin/session-db run"
+SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
+SYSTEM_ENV_DIR = Path("/etc/session-db")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `service install` writes and which commands start the service."""
+
+    unit_path: Path
+    unit_text: str
+    env_path: Path
+    env_text: str | None
+    commands: list[list[str]]
+
+
+def session_db_executable() -> Path:
+    """The `session-db` of this installation (the one running now)."""
+    beside = Path(sys.executable).with_name("session-db")
+    if beside.exists():
+        return beside
+    found = shutil.which("session-db")
+    if found is None:
+        raise ConfigError(
+            "cannot find the session-db executable: install session-db (pipx install session-db)"
+        )
+    return Path(found).resolve()
+
+
+def env_file_text(url: str | None) -> str | None:
+    if not url:
+        return None
+    if "\n" in url:
+        raise ConfigError("SESSION_DB_URL contains a newline; fix the value")
+    return f"# Written by `session-db service install`; keep this file mode 0600.\nSESSION_DB_URL={url}\n"
+
+
+def plan(system: bool, url: str | None, home: Path, user: str | None = None) -> Plan:
+    exe = session_db_executable()
+    if system:
+        user = user or os.environ.get("SUDO_USER") or pwd.getpwuid(os.getuid()).pw_name
+        text = (
+            (data_path("systemd") / SYSTEM_UNIT)
+            .read_text()
+            .replace(SYSTEM_EXEC, f"ExecStart={exe} run")
+        )
+        return Plan(
+            unit_path=SYSTEM_UNIT_DIR / SYSTEM_UNIT,
+            unit_text=text,
+            env_path=SYSTEM_ENV_DIR / f"{user}.env",
+            env_text=env_file_text(url),
+            commands=[
+                ["systemctl", "daemon-reload"],
+                ["systemctl", "enable", "--now", f"session-db@{user}"],
+            ],
+        )
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    text = (data_path("systemd") / USER_UNIT).read_text().replace(USER_EXEC, f"ExecStart={exe} run")
+    return Plan(
+        unit_path=config / "systemd" / "user" / USER_UNIT,
+        unit_text=text,
+        env_path=home / ".config" / "session-db" / "env",
+        env_text=env_file_text(url),
+        commands=[
+            ["systemctl", "--user", "daemon-reload"],
+            ["systemctl", "--user", "enable", "--now", "session-db"],
+            ["loginctl", "enable-linger", pwd.getpwuid(os.getuid()).pw_name],
+        ],
+    )
+
+
+def apply(p: Plan) -> None:
+    try:
+        p.unit_path.parent.mkdir(parents=True, exist_ok=True)
+        write_durably(p.unit_path, p.unit_text.encode())
+        os.chmod(p.unit_path, 0o644)
+        if p.env_text is not None:
+            p.env_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_durably(p.env_path, p.env_text.encode())  # created 0600
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {exc.filename or p.unit_path}: {exc.strerror}; run as the right user"
+        ) from exc
