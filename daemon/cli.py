@@ -136,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     qp.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h, 2w")
     qp.add_argument("--dry-run", action="store_true", help="list what would be deleted")
 
+    doc = sub.add_parser("doctor", help="find why hooks are installed but nothing arrives")
+    doc.add_argument(
+        "--project", metavar="DIR", type=Path, help="also check DIR/.claude/settings*.json"
+    )
+
     svc = sub.add_parser("service", help="install the systemd unit for this installation")
     ssub = svc.add_subparsers(dest="service_command", required=True, metavar="ACTION")
     si = ssub.add_parser(
@@ -539,6 +544,16 @@ def cmd_service(settings: config.Settings, args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_doctor(settings: config.Settings, args: argparse.Namespace) -> int:
+    from daemon import doctor
+
+    home = Path(os.environ.get("HOME") or Path.home())
+    findings = doctor.run(settings, home, args.project.resolve() if args.project else None)
+    for f in findings:
+        print(f"{f.level.upper():<4}  {f.what}" + (f"\n      fix: {f.fix}" if f.fix else ""))
+    return 1 if any(f.level == "fail" for f in findings) else EX_OK
+
+
 COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "run": cmd_run,
     "ingest": cmd_ingest,
@@ -551,4 +566,5 @@ COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "prices": cmd_prices,
     "quarantine": cmd_quarantine,
     "service": cmd_service,
+    "doctor": cmd_doctor,
 }

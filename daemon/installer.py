@@ -233,7 +233,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _load(path: Path, *, strict: bool = True) -> tuple[str | None, dict[str, Any]]:
+def load_settings(path: Path, *, strict: bool = True) -> tuple[str | None, dict[str, Any]]:
     """(text, parsed object) of a settings file; (None, {}) when it does not exist."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -372,7 +372,7 @@ def plan_install(
     wanted = [e for e in dict.fromkeys(events) if e not in EXCLUDED_EVENTS]
     names = frozenset({HOOK_NAME, hook.name})
 
-    before, old = _load(settings_file)
+    before, old = load_settings(settings_file)
     new: dict[str, Any] = json.loads(json.dumps(old))  # deep copy, same key order
     hooks: dict[str, Any] = new.setdefault("hooks", {})
 
@@ -412,7 +412,7 @@ def plan_install(
         )
     if other_level_file is not None:
         try:
-            _, other = _load(other_level_file, strict=False)
+            _, other = load_settings(other_level_file, strict=False)
         except InstallerError as exc:
             warnings.append(f"could not check {other_level_file} for a second hook: {exc}")
         else:
@@ -427,7 +427,7 @@ def plan_install(
 def plan_uninstall(settings_file: Path, hook: Path | None = None) -> InstallPlan:
     """What `hooks uninstall` would make of settings_file: every handler of ours removed."""
     names = frozenset({HOOK_NAME} | ({hook.name} if hook is not None else set()))
-    before, old = _load(settings_file)
+    before, old = load_settings(settings_file)
     if before is None:
         return InstallPlan(settings_file, None, "", changed=False, warnings=[])
     new: dict[str, Any] = json.loads(json.dumps(old))

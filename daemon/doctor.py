@@ -1,0 +1,144 @@
+"""`session-db doctor`: why would hooks be installed but nothing arrive?
+
+Checks each Claude Code settings file for validity and for our handlers: the hook command
+exists and is executable, its spool is the daemon's spool, every event Claude Code knows is
+covered; then that the spool is usable and whether anything waits in it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from daemon import config, installer
+from daemon.spool import Spool
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check: ok, warn or fail, with what to do."""
+
+    level: str
+    what: str
+    fix: str = ""
+
+
+def _our_commands(data: dict[str, Any]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    hooks = data.get("hooks")
+    if not isinstance(hooks, dict):
+        return found
+    for event, groups in hooks.items():
+        for group in groups if isinstance(groups, list) else []:
+            for handler in group.get("hooks", []) if isinstance(group, dict) else []:
+                command = handler.get("command") if isinstance(handler, dict) else None
+                if isinstance(command, str) and installer.HOOK_NAME in command:
+                    found.setdefault(event, []).append(command)
+    return found
+
+
+def check_settings(path: Path, settings: config.Settings, events: tuple[str, ...]) -> list[Finding]:
+    if not path.exists():
+        return []
+    try:
+        _, data = installer.load_settings(path, strict=True)
+    except installer.InstallerError as exc:
+        return [
+            Finding(
+                "fail", str(exc), f"fix {path}; Claude Code skips an invalid settings file entirely"
+            )
+        ]
+    ours = _our_commands(data)
+    if not ours:
+        return [Finding("ok", f"{path}: valid, no session-db hook")]
+    out = [Finding("ok", f"{path}: valid, session-db hook on {len(ours)} events")]
+    missing = [e for e in events if e not in ours]
+    if missing:
+        out.append(
+            Finding(
+                "warn",
+                f"{path}: no session-db hook for {', '.join(missing)}",
+                "session-db hooks install",
+            )
+        )
+    spool = settings.spool.resolve()
+    for event, commands in sorted(ours.items()):
+        for command in commands:
+            try:
+                argv = shlex.split(command)
+            except ValueError as exc:
+                out.append(
+                    Finding(
+                        "fail",
+                        f"{path}: {event}: command cannot be parsed ({exc})",
+                        "session-db hooks install",
+                    )
+                )
+                continue
+            hook = Path(argv[0])
+            if not (hook.is_file() and os.access(hook, os.X_OK)):
+                out.append(
+                    Finding(
+                        "fail",
+                        f"{path}: {event}: {hook} is missing or not executable",
+                        "session-db hooks install",
+                    )
+                )
+            hook_spool = (
+                Path(argv[argv.index("--spool") + 1]).resolve() if "--spool" in argv[:-1] else None
+            )
+            if hook_spool != spool:
+                out.append(
+                    Finding(
+                        "fail",
+                        f"{path}: {event}: the hook writes to {hook_spool}, the daemon reads {spool}",
+                        "run `session-db hooks install` with the daemon's settings (SESSION_DB_SPOOL)",
+                    )
+                )
+    return out
+
+
+def run(settings: config.Settings, home: Path, project: Path | None) -> list[Finding]:
+    events = installer.detect_claude_events(installer.claude_version())
+    findings: list[Finding] = []
+    files = [installer.settings_path(home, None)]
+    if project is not None:
+        files += [
+            project / ".claude" / "settings.json",
+            project / ".claude" / "settings.local.json",
+        ]
+    for path in files:
+        findings += check_settings(path, settings, events)
+    if not any("session-db hook on" in f.what for f in findings):
+        findings.append(
+            Finding("fail", "no settings file has the session-db hook", "session-db hooks install")
+        )
+    spool = Spool(settings.spool)
+    if not spool.new.is_dir():
+        findings.append(
+            Finding("warn", f"spool {spool.new} does not exist yet (no event ever arrived)", "")
+        )
+    elif not os.access(spool.new, os.W_OK | os.X_OK):
+        findings.append(
+            Finding(
+                "fail",
+                f"spool {spool.new} is not writable",
+                f"fix the owner or mode of {spool.root}",
+            )
+        )
+    else:
+        backlog = spool.backlog()
+        if backlog.files:
+            findings.append(
+                Finding(
+                    "warn",
+                    f"{backlog.files} events wait in {spool.new} (oldest {backlog.oldest_age_s:.0f} s)",
+                    "is `session-db run` running? `session-db status` shows the database state",
+                )
+            )
+        else:
+            findings.append(Finding("ok", f"spool {spool.new}: nothing waiting"))
+    return findings
