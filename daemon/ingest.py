@@ -70,6 +70,7 @@ class Ingestor:
         self.keep_originals = keep_originals
         self.max_file_bytes = max_file_bytes
         self._unreadable: dict[str, float] = {}
+        self._first_seen: dict[str, float] = {}  # monotonic time a deferred foreign file was first seen
         self._pause = os.environ.get(PAUSE_ENV) or None
         self._pause_dir = pause_dir
         self.on_event: Callable[[Event], None] | None = None
@@ -140,11 +141,14 @@ class Ingestor:
                     field_cap_bytes=self.field_cap_bytes,
                 )
             except BadEvent as bad:
-                if bad.retryable and now - entry.mtime_ns / 1e9 < self.foreign_grace_s:
+                if bad.retryable and self._in_grace(entry, now):
                     stats.deferred += 1  # a foreign writer may still be writing it
                     continue
+                self._first_seen.pop(entry.name, None)
                 quarantined += self.spool.quarantine_file(entry.name, bad.reason, bad.detail)
                 continue
+            if self._first_seen:
+                self._first_seen.pop(entry.name, None)
             if event.truncated and self.keep_originals:
                 self.spool.keep_original(entry.name)
             events.append(event)
@@ -171,6 +175,13 @@ class Ingestor:
             bytes=sum(e.size for e in batch),
             ms=round((time.monotonic() - t0) * 1000, 1),
         )
+
+    def _in_grace(self, entry: SpoolEntry, now: float) -> bool:
+        """A header-less file gets `foreign_grace_s` to be completed, counted both from its mtime
+        and from when we first saw it (monotonic), so a future mtime cannot defer it forever."""
+        first = self._first_seen.setdefault(entry.name, time.monotonic())
+        fresh = now - entry.mtime_ns / 1e9 < self.foreign_grace_s
+        return fresh and time.monotonic() - first < self.foreign_grace_s
 
     def _write(self, events: list[Event], attempt: int) -> tuple[int, int, int]:
         """Commit events, bisecting around rows the database rejects. (inserted, duplicates, quarantined)."""

@@ -62,6 +62,18 @@ class Spool:
             raise ConfigError(
                 f"spool {self.root}: cannot create ({exc.strerror}); set SESSION_DB_SPOOL to a writable directory"
             ) from exc
+        for sub in (self.root, self.tmp, self.new, self.quarantine, self.originals):
+            st = os.stat(sub)
+            if st.st_uid != os.getuid():
+                raise ConfigError(
+                    f"spool {sub} belongs to uid {st.st_uid}, not to this user ({os.getuid()}): "
+                    f"another user could plant events; fix: chown -R {os.getuid()} {self.root}"
+                )
+            if st.st_mode & 0o022:
+                raise ConfigError(
+                    f"spool {sub} is group- or world-writable (mode {stat.S_IMODE(st.st_mode):o}): "
+                    f"another user could plant events; fix: chmod -R go-w {self.root}"
+                )
         devices = {os.stat(p).st_dev for p in (self.tmp, self.new, self.quarantine)}
         if len(devices) != 1:
             raise ConfigError(
