@@ -207,7 +207,7 @@ class Spool:
                         st = de.stat(follow_symlinks=False)
                     except FileNotFoundError:
                         continue
-                    if now - st.st_mtime > ttl_s:
+                    if abs(now - st.st_mtime) > ttl_s:  # a future mtime (clock set back) counts too
                         out.append(de.name)
         except FileNotFoundError:
             pass
