@@ -1,0 +1,170 @@
+"""Sustained ingest: N spool files of real-shaped ~1 KB events → committed rows, files gone,
+against `psql \\copy` of the same rows into the same table, in the same run.
+
+    .venv/bin/python tests/bench/bench_ingest.py [--n 100000] [--spool-dir /dev/shm/...]
+
+Uses a private embedded cluster in a temporary directory (or SESSION_DB_URL). Prints a table and
+one JSON line; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from daemon import migrations
+from daemon.cluster import EmbeddedCluster
+from daemon.ingest import Ingestor
+from daemon.sink import PostgresSink
+from daemon.spool import Spool
+from tests.support.spoolwriter import encode
+
+FIXTURES = (
+    Path(__file__).resolve().parents[1]
+    / "fixtures"
+    / "claude-code-2.1.330"
+    / "hooks"
+    / "all"
+    / "main"
+)
+
+
+def payloads() -> list[tuple[str, dict[str, object]]]:
+    out = []
+    for f in sorted(FIXTURES.iterdir()):
+        obj = orjson.loads(f.read_bytes())
+        obj.pop("transcript_path", None)  # keep the bench about events, not transcripts
+        out.append((f.stem.split("_", 1)[1], obj))
+    return out
+
+
+def generate(spool: Path, n: int) -> list[bytes]:
+    """Write n spool files (no fsync: we time ingest, not the writer); return the payloads."""
+    (spool / "new").mkdir(parents=True, exist_ok=True)
+    (spool / "tmp").mkdir(parents=True, exist_ok=True)
+    base = payloads()
+    bodies = []
+    t0 = time.time_ns()
+    for i in range(n):
+        event, obj = base[i % len(base)]
+        obj = {
+            **obj,
+            "session_id": f"bench-{i // 200}",
+            "pad": "x" * max(0, 1000 - len(orjson.dumps(obj))),
+        }
+        body = orjson.dumps(obj)
+        bodies.append(body)
+        name = f"{t0 + i}.P{os.getpid()}R{i:016x}.bench"
+        (spool / "new" / name).write_bytes(
+            encode(body, event=event, received_ns=t0 + i, host="bench")
+        )
+    return bodies
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--n", type=int, default=100_000, help="spool files (default 100000)")
+    ap.add_argument(
+        "--spool-dir", type=Path, help="where to put the spool (default: /dev/shm if present)"
+    )
+    args = ap.parse_args()
+    base = args.spool_dir or (
+        Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="sdb-bench-", dir="/tmp") as tmp,
+        tempfile.TemporaryDirectory(prefix="sdb-spool-", dir=base) as spool_tmp,
+    ):
+        cluster = None
+        url = os.environ.get("SESSION_DB_URL")
+        if not url:
+            cluster = EmbeddedCluster(Path(tmp) / "state")
+            cluster.ensure_started()
+            url = cluster.url()
+        try:
+            migrations.upgrade(url)
+            spool_path = Path(spool_tmp) / "spool"
+            t = time.perf_counter()
+            bodies = generate(spool_path, args.n)
+            gen_s = time.perf_counter() - t
+
+            # Baseline: psql \copy of the same rows into the same table.
+            copy_file = Path(tmp) / "rows.tsv"
+            with copy_file.open("w") as f:
+                for i, body in enumerate(bodies):
+                    text = (
+                        body.decode()
+                        .replace("\\", "\\\\")
+                        .replace("\t", "\\t")
+                        .replace("\n", "\\n")
+                    )
+                    f.write(
+                        f"copy-{i}\tbench\thook\tPostToolUse\t2026-11-23 00:00:00+00\t{text}\t{len(body)}\n"
+                    )
+            psql = shutil.which("psql") or "psql"
+            t = time.perf_counter()
+            subprocess.run(
+                [psql, "-X", "-q", "-d", url, "-c",
+                 f"\\copy agent_logs (event_uid, host, event_category, event_type, occurred_at, payload, payload_bytes)"
+                 f" FROM '{copy_file}'"],
+                check=True,
+            )  # fmt: skip
+            copy_s = time.perf_counter() - t
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("TRUNCATE agent_logs")
+
+            spool = Spool(spool_path)
+            spool.ensure()
+            sink = PostgresSink(
+                url,
+                host="bench",
+                connect_timeout_s=5,
+                statement_timeout_ms=60_000,
+                lock_timeout_ms=10_000,
+            )
+            ingestor = Ingestor(
+                spool,
+                sink,
+                host="bench",
+                batch_max_files=2000,
+                batch_max_bytes=16 << 20,
+                foreign_grace_s=0,
+            )
+            t = time.perf_counter()
+            stats = ingestor.drain()
+            ingest_s = time.perf_counter() - t
+            sink.close()
+            with psycopg.connect(url) as conn:
+                rows = conn.execute("SELECT count(*) FROM agent_logs").fetchone()[0]  # type: ignore[index]
+            left = len(os.listdir(spool.new))
+        finally:
+            if cluster is not None:
+                cluster.stop()
+    result = {
+        "bench": "ingest", "n": args.n, "spool_dir": str(base), "generate_s": round(gen_s, 2),
+        "copy_rows_per_s": round(args.n / copy_s), "ingest_rows_per_s": round(args.n / ingest_s),
+        "ratio": round(copy_s / ingest_s, 3), "rows": rows, "files_left": left, "batches": stats.batches,
+    }  # fmt: skip
+    print(f"{'case':<28}{'rows/s':>10}")
+    baseline = "psql \\copy (baseline)"
+    print(f"{baseline:<28}{result['copy_rows_per_s']:>10}")
+    print(f"{'spool → rows (session-db)':<28}{result['ingest_rows_per_s']:>10}")
+    print(f"ratio {result['ratio']} (target ≥ 0.6); rows {rows}, files left {left}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
