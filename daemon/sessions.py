@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 
 from daemon import db
 from daemon.errors import TransientDbError
-from daemon.events import NUL_MARKER, escape_nul_json
+from daemon.events import NUL_MARKER, escape_nul, escape_nul_json
 from daemon.schema import AGENT_STATUSES, SESSION_STATUSES, SESSION_TYPES
 from daemon.sink import PostgresSink, ns_to_datetime
 
@@ -60,16 +60,25 @@ def state_files(roots: Iterable[Path]) -> list[Path]:
 
 
 def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    """A text value for a column: NUL escaped as in payloads (text columns cannot hold it)."""
+    if not isinstance(value, str) or not value:
+        return None
+    return escape_nul(value) if "\x00" in value else value
+
+
+MAX_DECIMAL_EXPONENT = 100  # larger claims stay in `state` only; a numeric column would refuse them
 
 
 def _decimal(value: Any) -> Decimal | None:
     if isinstance(value, bool) or value is None:
         return None
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value))
     except (InvalidOperation, ValueError):
         return None
+    if not number.is_finite() or abs(number.adjusted()) > MAX_DECIMAL_EXPONENT:
+        return None
+    return number
 
 
 def _time(value: Any) -> datetime | None:

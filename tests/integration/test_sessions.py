@@ -161,3 +161,14 @@ def test_sessions_state_links_earlier_events(
         "SELECT agent_type, status, status_source FROM agents WHERE sdk_session_id = %s AND claude_agent_id IS NULL",
         MAIN_SID,
     )
+
+
+def test_sessions_nul_and_huge_numbers_still_converge(tracker: SessionTracker, db_url: str, tmp_path: Path) -> None:
+    """A NUL in a mapped text field and an out-of-range total_cost do not block the row: text is
+    NUL-escaped, the number stays in `state` only, and the stored sha256 is the file's."""
+    raw = b'{"status": "plan", "title": "a\\u0000b", "total_cost": "1e999999", "agents": [{"model": "m\\u0000"}]}'
+    path = write_state(tmp_path, "wf", raw)
+    tracker.sync([tmp_path])
+    rows = query(db_url, "SELECT title, total_cost, state_sha256 FROM sessions")
+    assert [("a\u24000b", None, hashlib.sha256(path.read_bytes()).hexdigest())] == rows
+    assert [("m\u24000",)] == query(db_url, "SELECT model FROM agents")
