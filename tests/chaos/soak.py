@@ -599,6 +599,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.pg_restart_every_s:g} s, seed {args.seed}, host {socket.gethostname()}",
         flush=True,
     )
+
+    def on_term(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds into the cleanup below (writers, daemon, cluster)
+
+    signal.signal(signal.SIGTERM, on_term)
     soak = Soak(args)
     try:
         soak.run()

@@ -7,7 +7,10 @@ The long soak is `tests/chaos/soak.py` with its defaults (600 s), run by hand.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,13 +24,23 @@ SHORT = ["--duration-s", "60", "--kill-every-s", "8:15", "--pg-restart-every-s",
 @pytest.mark.timeout(240)
 def test_soak_short_oracle_holds() -> None:
     """Kills and database restarts under load lose nothing, double nothing, and drain fully."""
-    done = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, str(SOAK), *SHORT],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=230,
-        check=False,
+        start_new_session=True,  # its writers and daemon can be killed as a group
     )
+    try:
+        stdout, stderr = proc.communicate(timeout=200)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # soak.py cleans up on SIGTERM: writers, daemon, cluster
+        try:
+            stdout, stderr = proc.communicate(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
     assert lines, (
         f"no JSON summary; exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
