@@ -80,8 +80,12 @@ class Spool:
                 f"spool {self.root}: tmp/, new/ and quarantine/ must be on one filesystem "
                 "(rename across mounts is not atomic)"
             )
-        if not os.access(self.new, os.W_OK | os.X_OK):
-            raise ConfigError(f"spool {self.new}: not writable by this user; fix its owner or mode")
+        for sub in (self.new, self.quarantine, self.originals):
+            if not os.access(sub, os.W_OK | os.X_OK):
+                raise ConfigError(
+                    f"spool {sub}: not writable by this user (mode {stat.S_IMODE(os.stat(sub).st_mode):o}); "
+                    f"fix: chmod u+rwx {sub}"
+                )
 
     def scan(self) -> list[SpoolEntry]:
         """Every regular-looking file in `new/`, oldest name first (names start with the time)."""

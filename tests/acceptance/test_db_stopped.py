@@ -1,0 +1,117 @@
+"""PostgreSQL stopped for minutes while the real hook keeps writing (reliability.md §10 row 6).
+
+The server is a dedicated pytest-postgresql process fixture (its own data directory and port),
+stopped with `pg_ctl stop -m fast` and started again, so the rest of the suite never sees it go.
+The outage lasts OUTAGE_S (override with SESSION_DB_TEST_OUTAGE_S for a quick local run).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from pytest_postgresql import factories
+
+from tests.acceptance.conftest import Daemon, Env, run_hook, wait_for
+from tests.conftest import PG_CTL, PG_USER, _janitor, migrate_template, url_for
+
+OUTAGE_S = float(os.environ.get("SESSION_DB_TEST_OUTAGE_S", "120"))
+HOOK_INTERVAL_S = 0.1  # one real hook process every 100 ms, before, during and after the outage
+DRAIN_S = 120.0  # the daemon's reconnect backoff is capped at 60 s; this allows two full waits
+
+outage_proc = factories.postgresql_proc(
+    executable=PG_CTL, user=PG_USER, unixsocketdir="/tmp", load=[migrate_template]
+)
+
+
+@pytest.fixture
+def outage_env(outage_proc: Any, tmp_path: Any) -> Iterator[tuple[Env, Any]]:
+    with _janitor(outage_proc, f"o{os.getpid()}", template=True):
+        url = url_for(outage_proc.host, outage_proc.port, outage_proc.user, f"o{os.getpid()}")
+        yield Env(tmp_path, url), outage_proc
+
+
+class HookLoop(threading.Thread):
+    """Runs the real hook in a loop; remembers the marker of every event it accepted (exit 0)."""
+
+    def __init__(self, env: Env) -> None:
+        super().__init__(name="hooks", daemon=True)
+        self.env = env
+        self.accepted: list[str] = []
+        self.failed: list[str] = []
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        while not self._done.is_set():
+            marker = f"m{n:06d}"
+            payload = f'{{"hook_event_name":"PostToolUse","marker":"{marker}"}}'.encode()
+            done = run_hook(self.env, payload, "PostToolUse")
+            (self.accepted if done.returncode == 0 and not done.stderr else self.failed).append(
+                marker
+            )
+            n += 1
+            self._done.wait(HOOK_INTERVAL_S)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(30)
+
+
+def _markers(env: Env) -> list[str]:
+    with psycopg.connect(env.db_url) as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT payload->>'marker' FROM agent_logs WHERE event_category = 'hook'"
+            )
+        ]
+
+
+@pytest.mark.timeout(OUTAGE_S + 3 * DRAIN_S)
+def test_db_stopped_for_minutes_hooks_keep_writing_every_event_lands_once(
+    outage_env: tuple[Env, Any], tmp_path: Any
+) -> None:
+    """While the server is down the daemon stays up, hooks keep succeeding and the spool keeps
+    every event; after the restart each accepted event is exactly one row, nothing quarantined."""
+    env, proc = outage_env
+    daemon = Daemon(env, tmp_path / "daemon.log", SESSION_DB_CONNECT_TIMEOUT_S="2")
+    hooks = HookLoop(env)
+    try:
+        hooks.start()
+        wait_for(lambda: len(_markers(env)) >= 5, what="rows before the outage")
+
+        proc.stop()
+        stopped_at = time.monotonic()
+        daemon.wait_logged("database_down", timeout=60)
+        while time.monotonic() - stopped_at < OUTAGE_S:
+            assert daemon.proc.poll() is None, daemon.log.read_text()[-3000:]
+            time.sleep(1)
+        waiting = len(list((env.spool / "new").iterdir()))
+        proc.start()
+
+        wait_for(lambda: len(list((env.spool / "new").iterdir())) < waiting, DRAIN_S, "drain")
+        hooks.stop()
+        accepted = set(hooks.accepted)
+        wait_for(lambda: set(_markers(env)) >= accepted, DRAIN_S, "every accepted event")
+        assert 0 == daemon.stop()
+    finally:
+        hooks.stop()
+        if daemon.proc.poll() is None:
+            daemon.kill()
+
+    markers = _markers(env)
+    assert [] == hooks.failed
+    assert waiting >= OUTAGE_S / HOOK_INTERVAL_S / 4, "hooks did not keep writing during the outage"
+    assert len(markers) == len(set(markers)), "duplicate rows"
+    assert accepted == set(markers)
+    assert [] == sorted(p.name for p in (env.spool / "new").iterdir())
+    assert not any((env.spool / "quarantine").iterdir())
+    events = [e.get("event") for e in daemon.events()]
+    # Up at start, down once for the whole outage (not once per retry), up again.
+    assert (1, 2) == (events.count("database_down"), events.count("database_up"))
