@@ -156,11 +156,6 @@ def unescape_nul(value: Any) -> Any:
     return value
 
 
-def _clean(raw: bytes) -> str:
-    """A header value as text safe for a PostgreSQL text column."""
-    return raw.decode("utf-8", "replace").replace("\x00", "\ufffd")
-
-
 def split_header(data: bytes) -> tuple[dict[str, str] | None, bytes]:
     """(header fields, payload) of a spool file; header None for a header-less file."""
     if not data.startswith(HEADER_MAGIC):
@@ -168,18 +163,22 @@ def split_header(data: bytes) -> tuple[dict[str, str] | None, bytes]:
     end = data.find(b"\n\n")
     if end < 0:
         raise BadEvent("truncated_header", "no empty line ends the header")
+    # One decode for the whole header; NUL cannot live in a PostgreSQL text column.
+    head = data[:end].decode("utf-8", "replace")
+    if "\x00" in head:
+        head = head.replace("\x00", "\ufffd")
     fields: dict[str, str] = {}
-    for line in data[:end].split(b"\n"):
-        key, sep, value = line.partition(b": ")
+    for line in head.split("\n"):
+        key, sep, value = line.partition(": ")
         if not sep:
             raise BadEvent("bad_header", f"header line without ': ': {line[:80]!r}")
-        fields[_clean(key)] = _clean(value)
+        fields[key] = value
     return fields, data[end + 2 :]
 
 
 def _text(obj: dict[str, Any], key: str) -> str | None:
     value = obj.get(key)
-    if isinstance(value, str) and value:
+    if value.__class__ is str and value:
         return escape_nul(value) if "\x00" in value else value
     return None
 

@@ -6,9 +6,12 @@ it was judged bad (quarantine with a reason). Anything else leaves it where it i
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +27,21 @@ log = structlog.get_logger("session_db.ingest")
 UNKNOWN_ERROR_RETRIES = (
     3  # attempts of a batch that fails with an unclassified error before bisecting
 )
+WRITER_POLL_S = 1.0  # while a batch commits, the caller's tick runs at least this often
 UNREADABLE_RETRY_S = 30.0  # an unreadable file is tried again after this long, not in a hot loop
 PAUSE_ENV = (
     "SESSION_DB_TEST_PAUSE"  # fault injection for crash tests: pre_commit, post_commit, mid_unlink
 )
+
+
+@dataclass(slots=True)
+class Prepared:
+    """One batch after reading and parsing: the events to commit and what was set aside."""
+
+    batch: list[SpoolEntry]
+    started: float  # monotonic
+    events: list[Event] = field(default_factory=list)
+    quarantined: int = 0
 
 
 @dataclass
@@ -91,24 +105,46 @@ class Ingestor:
         return out
 
     def drain(self, should_stop: Callable[[], bool] = lambda: False) -> DrainStats:
-        """Ingest everything in `new/` now. Transient database errors propagate to the caller."""
+        """Ingest everything in `new/` now. Transient database errors propagate to the caller.
+
+        Two stages overlap: while the writer thread commits batch N (and unlinks its files),
+        this thread reads and parses batch N+1. `should_stop` is also called while waiting on
+        the writer (its answer is then ignored: a batch in flight is always finished), so a
+        caller that feeds a watchdog from it keeps feeding it during slow database calls.
+        """
         stats = DrainStats()
         entries = self.spool.scan()
-        for batch in self.batches(entries):
-            if should_stop():
-                break
-            self._ingest_batch(batch, stats)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer") as writer:
+            pending: tuple[Future[tuple[int, int, int]], Prepared] | None = None
+            try:
+                for batch in self.batches(entries):
+                    if should_stop():
+                        break
+                    prepared = self._prepare(batch, stats)
+                    if pending is not None:
+                        self._finish(*pending, stats, should_stop)
+                        pending = None
+                    future = writer.submit(self._commit, prepared.events)
+                    pending = (future, prepared)
+                if pending is not None:
+                    self._finish(*pending, stats, should_stop)
+                    pending = None
+            finally:
+                if pending is not None:
+                    # Leaving on an error of this thread: let the batch in flight settle (its
+                    # files are unlinked only after COMMIT) before the error propagates.
+                    wait([pending[0]])
         return stats
 
-    def _ingest_batch(self, batch: list[SpoolEntry], stats: DrainStats) -> None:
-        t0 = time.monotonic()
-        events: list[Event] = []
-        quarantined = 0
+    def _prepare(self, batch: list[SpoolEntry], stats: DrainStats) -> Prepared:
+        """Read and parse one batch; quarantine what cannot become a row; defer what may later."""
+        prepared = Prepared(batch=batch, started=time.monotonic())
+        events = prepared.events
         now = time.time()
         for entry in batch:
             if entry.size > self.max_file_bytes:
                 detail = f"{entry.size} bytes, over max_file_bytes={self.max_file_bytes}; not read"
-                quarantined += self.spool.quarantine_file(
+                prepared.quarantined += self.spool.quarantine_file(
                     entry.name, "too_large", detail, size=entry.size
                 )
                 continue
@@ -117,12 +153,12 @@ class Ingestor:
                 stats.deferred += 1
                 continue
             try:
-                data = self.spool.read(entry.name)
+                data = self.spool.read(entry.name, entry.size)
             except FileNotFoundError:
                 continue  # settled by another daemon
             except OSError as exc:
-                if exc.errno == 40:  # ELOOP: a symlink planted in new/
-                    quarantined += self.spool.quarantine_file(
+                if exc.errno == errno.ELOOP:  # a symlink planted in new/
+                    prepared.quarantined += self.spool.quarantine_file(
                         entry.name, "symlink", "spool files are never followed"
                     )
                     continue
@@ -131,7 +167,8 @@ class Ingestor:
                 self._unreadable[entry.name] = now + UNREADABLE_RETRY_S
                 stats.deferred += 1
                 continue
-            self._unreadable.pop(entry.name, None)
+            if self._unreadable:
+                self._unreadable.pop(entry.name, None)
             try:
                 event = parse(
                     entry.name,
@@ -145,35 +182,55 @@ class Ingestor:
                     stats.deferred += 1  # a foreign writer may still be writing it
                     continue
                 self._first_seen.pop(entry.name, None)
-                quarantined += self.spool.quarantine_file(entry.name, bad.reason, bad.detail)
+                prepared.quarantined += self.spool.quarantine_file(
+                    entry.name, bad.reason, bad.detail
+                )
                 continue
             if self._first_seen:
                 self._first_seen.pop(entry.name, None)
             if event.truncated and self.keep_originals:
                 self.spool.keep_original(entry.name)
             events.append(event)
-        result_rows = 0
-        duplicates = 0
-        if events:
-            inserted, dups, q = self._write(events, attempt=1)
-            result_rows, duplicates = inserted, dups
-            quarantined += q
-            if self.on_event is not None:
-                for e in events:
-                    self.on_event(e)
+        return prepared
+
+    def _commit(self, events: list[Event]) -> tuple[int, int, int]:
+        """Writer thread: commit the events and unlink their files. (inserted, duplicates, quarantined)"""
+        if not events:
+            return 0, 0, 0
+        return self._write(events, attempt=1)
+
+    def _finish(
+        self,
+        future: Future[tuple[int, int, int]],
+        prepared: Prepared,
+        stats: DrainStats,
+        tick: Callable[[], bool],
+    ) -> None:
+        """Wait for a batch in flight, then account for it with one canonical log line."""
+        while True:
+            try:
+                inserted, duplicates, rejected = future.result(timeout=WRITER_POLL_S)
+                break
+            except FutureTimeout:
+                tick()
+        if self.on_event is not None:
+            for e in prepared.events:
+                self.on_event(e)
+        batch = prepared.batch
+        quarantined = prepared.quarantined + rejected
         stats.batches += 1
         stats.files += len(batch)
-        stats.inserted += result_rows
+        stats.inserted += inserted
         stats.duplicates += duplicates
         stats.quarantined += quarantined
         log.info(
             "batch_committed",
             files=len(batch),
-            rows=result_rows,
+            rows=inserted,
             duplicates=duplicates,
             quarantined=quarantined,
             bytes=sum(e.size for e in batch),
-            ms=round((time.monotonic() - t0) * 1000, 1),
+            ms=round((time.monotonic() - prepared.started) * 1000, 1),
         )
 
     def _in_grace(self, entry: SpoolEntry, now: float) -> bool:

@@ -23,6 +23,8 @@ from daemon.errors import ConfigError, FatalIOError
 SUBDIRS = ("tmp", "new", "quarantine", "originals")
 REASON_SUFFIX = ".reason.json"
 DIR_MODE = 0o700
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC  # a planted symlink fails with ELOOP
+READ_CHUNK_BYTES = 1 << 20  # read size when the file's size is not known or it grew
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,7 @@ class Spool:
         self.new = root / "new"
         self.quarantine = root / "quarantine"
         self.originals = root / "originals"  # untruncated files whose rows had a field capped
+        self._dir_fd: int | None = None
 
     def ensure(self) -> None:
         """Create the directories (0700) and check they share one filesystem."""
@@ -90,6 +93,7 @@ class Spool:
     def scan(self) -> list[SpoolEntry]:
         """Every regular-looking file in `new/`, oldest name first (names start with the time)."""
         entries: list[SpoolEntry] = []
+        self._reset_new_fd()
         try:
             it = os.scandir(self.new)
         except FileNotFoundError:
@@ -117,16 +121,17 @@ class Spool:
             len(entries), sum(e.size for e in entries), max(0.0, time.time() - oldest / 1e9)
         )
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, size_hint: int = 0) -> bytes:
         """The file's bytes, never following a symlink (raises OSError, ELOOP for a link)."""
-        fd = os.open(self.new / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(name, READ_FLAGS, dir_fd=self._new_fd())
         try:
-            chunks = []
-            while True:
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    break
-                chunks.append(chunk)
+            data = os.read(fd, size_hint + 1 if size_hint else READ_CHUNK_BYTES)
+            if size_hint and len(data) <= size_hint:
+                return data  # one read covered the whole file (it did not grow)
+            chunks = [data]
+            while data:
+                data = os.read(fd, READ_CHUNK_BYTES)
+                chunks.append(data)
             return b"".join(chunks)
         finally:
             os.close(fd)
@@ -134,13 +139,29 @@ class Spool:
     def remove(self, names: list[str]) -> int:
         """Unlink settled files (only ever called after COMMIT). Returns how many we removed."""
         removed = 0
+        try:
+            dir_fd = self._new_fd()
+        except FileNotFoundError:
+            return 0  # new/ itself is gone, and with it the files
         for name in names:
             try:
-                os.unlink(self.new / name)
+                os.unlink(name, dir_fd=dir_fd)
                 removed += 1
             except FileNotFoundError:
                 pass  # another daemon settled it
         return removed
+
+    def _new_fd(self) -> int:
+        """A descriptor of `new/`, opened by the last scan (names resolve without path joins)."""
+        if self._dir_fd is None:
+            self._dir_fd = os.open(self.new, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self._dir_fd
+
+    def _reset_new_fd(self) -> None:
+        """Forget the descriptor: `new/` may have been removed and created again since."""
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
 
     def quarantine_file(self, name: str, reason: str, detail: str, **extra: object) -> bool:
         """Move `new/<name>` to `quarantine/` beside a reason sidecar. False if it was gone.

@@ -80,6 +80,11 @@ def main() -> None:
     ap.add_argument(
         "--spool-dir", type=Path, help="where to put the spool (default: /dev/shm if present)"
     )
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        help="also profile the session-db drain with pyinstrument; write its text report here",
+    )
     args = ap.parse_args()
     base = args.spool_dir or (
         Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
@@ -143,9 +148,18 @@ def main() -> None:
                 batch_max_bytes=16 << 20,
                 foreign_grace_s=0,
             )
+            profiler = None
+            if args.profile:
+                from pyinstrument import Profiler
+
+                profiler = Profiler(interval=0.0005)
+                profiler.start()
             t = time.perf_counter()
             stats = ingestor.drain()
             ingest_s = time.perf_counter() - t
+            if profiler is not None:
+                profiler.stop()
+                args.profile.write_text(profiler.output_text(show_all=False, timeline=False))
             sink.close()
             with psycopg.connect(url) as conn:
                 rows = conn.execute("SELECT count(*) FROM agent_logs").fetchone()[0]  # type: ignore[index]
