@@ -254,6 +254,7 @@ class Soak:
             SESSION_DB_ORPHAN_TTL_S=str(ORPHAN_TTL_S),
             XDG_CONFIG_HOME=str(self.work / "config"),
             PYTHONUNBUFFERED="1",
+            PYTHONPATH=str(REPO),  # the daemon runs the code beside this script, not an install
         )
         env.pop("NOTIFY_SOCKET", None)
         env.pop("WATCHDOG_USEC", None)
