@@ -28,8 +28,27 @@ def _json_renderer(journal: bool) -> Any:
     return render
 
 
-def configure(fmt: str = "auto", *, stream: Any = None, journal: bool | None = None) -> None:
-    """Configure structlog. fmt: auto | json | console."""
+def _scrubbing(renderer: Any, hidden: tuple[str, ...]) -> Any:
+    """Wrap the final renderer: secrets (the database password) never reach the output.
+
+    Applied to the rendered line, so messages, tracebacks and exception notes are covered alike.
+    """
+    from daemon.dsn import scrub
+
+    def render(logger: Any, method: str, event: dict[str, Any]) -> str:
+        return scrub(renderer(logger, method, event), hidden)
+
+    return render
+
+
+def configure(
+    fmt: str = "auto",
+    *,
+    stream: Any = None,
+    journal: bool | None = None,
+    secrets: tuple[str, ...] = (),
+) -> None:
+    """Configure structlog. fmt: auto | json | console; `secrets` are masked in every line."""
     import os
 
     stream = stream or sys.stderr
@@ -54,6 +73,8 @@ def configure(fmt: str = "auto", *, stream: Any = None, journal: bool | None = N
             structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
             _json_renderer(journal),
         ]
+    if secrets:
+        processors[-1] = _scrubbing(processors[-1], secrets)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
