@@ -38,6 +38,27 @@ $SESSION_DB_CONFIG (default ~/.config/session-db/config.toml). `session-db confi
 """
 
 
+ROLES_DESCRIPTION = """\
+Prints SQL that creates three group roles (NOLOGIN) and grants them what they need; --apply runs
+it on SESSION_DB_URL, connected as a superuser. Idempotent: applying it again changes nothing.
+
+  owner    owns tables, views and partitions: runs `session-db migrate` (and `prices set`)
+  writer   the daemons (run, ingest, backfill): reads everything, inserts and updates the
+           tables it fills, creates temporary tables; never deletes, alters or drops
+  analyst  SELECT on every table and view, nothing else
+
+People and machines log in as members: CREATE ROLE alice LOGIN IN ROLE session_db_analyst.
+An owner member also needs ALTER ROLE migrator SET role = 'session_db_owner', so that what it
+creates belongs to the group. Order on a new database:
+  1. session-db roles --apply      (superuser; the owner may now create in schema public)
+  2. session-db migrate            (as an owner member)
+  3. session-db roles --apply      (again: grants the writer the tables migrate created)
+  4. session-db run                (as a writer member)
+Repeat 2 and 3 on every upgrade. A database a superuser migrated before: step 1 hands its
+tables to the owner role.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="session-db",
@@ -58,6 +79,41 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", help="upgrade the database schema (Alembic) to this version's head"
     )
     mig.add_argument("--revision", default="head", help="target revision (default: head)")
+    mt = sub.add_parser(
+        "maintain",
+        help="create agent_logs' monthly partitions ahead (run by the owner role, from a timer)",
+        description="Creates the partitions of agent_logs for the current UTC month and the next ones "
+        "(rows that already sit in agent_logs_default for those months move in). Needs the role that owns "
+        "the schema; waits at most a second for its lock each try, so ingest never queues behind it for "
+        "long. Safe to run any time, from any host. systemd/session-db-maintain.timer runs it daily.",
+    )
+    mt.add_argument(
+        "--ahead",
+        type=int,
+        default=None,
+        metavar="MONTHS",
+        help="months after the current one (default: 3)",
+    )
+    mt.add_argument(
+        "--split-default",
+        action="store_true",
+        help="also give every month that has rows in agent_logs_default its own partition (so prune can drop them)",
+    )
+    pn = sub.add_parser(
+        "prune",
+        help="drop agent_logs partitions older than a duration, and say what was removed",
+        description="Drops every monthly agent_logs partition whose whole month ended more than DURATION ago "
+        "(a month partly inside the cutoff is kept). Hook and phase events only: token_usage, "
+        "transcript_files, agents and sessions are not touched, so costs keep their history. "
+        "agent_logs_default is never dropped; rows in it older than the cutoff are reported. "
+        "Needs the role that owns the schema.",
+    )
+    pn.add_argument(
+        "--older-than", required=True, metavar="DURATION", help="e.g. 180d or 26w (at least 1d)"
+    )
+    pn.add_argument(
+        "--dry-run", action="store_true", help="show what would be dropped, drop nothing"
+    )
     st = sub.add_parser(
         "status", help="spool backlog, quarantine, database and schema, last events per host"
     )
@@ -136,6 +192,22 @@ def build_parser() -> argparse.ArgumentParser:
     qp.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h, 2w")
     qp.add_argument("--dry-run", action="store_true", help="list what would be deleted")
 
+    rl = sub.add_parser(
+        "roles",
+        help="print (or --apply) SQL for an owner, a writer and a read-only analyst role",
+        description=ROLES_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rl.add_argument(
+        "--apply", action="store_true", help="run the SQL on SESSION_DB_URL (as a superuser)"
+    )
+    for flag, default in (
+        ("--owner", "session_db_owner"),
+        ("--writer", "session_db_writer"),
+        ("--analyst", "session_db_analyst"),
+    ):
+        rl.add_argument(flag, default=default, metavar="NAME", help=f"(default: {default})")
+
     doc = sub.add_parser("doctor", help="find why hooks are installed but nothing arrives")
     doc.add_argument(
         "--project", metavar="DIR", type=Path, help="also check DIR/.claude/settings*.json"
@@ -181,14 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from daemon import dsn
+
     try:
         settings = config.load()
+        dsn.check(settings.url)
     except SessionDbError as exc:
         print(f"session-db: {exc}", file=sys.stderr)
         return exc.exit_code
     from daemon import log as logsetup
 
-    logsetup.configure(settings.log_format)
+    logsetup.configure(settings.log_format, secrets=dsn.secrets(settings.url))
     try:
         handler = COMMANDS[args.command]
         return handler(settings, args)
@@ -256,7 +331,104 @@ def cmd_migrate(settings: config.Settings, args: argparse.Namespace) -> int:
         before = _safe_revision(url)
         migrations.upgrade(url, args.revision)
         after = migrations.current_revision(url)
-    log.info("migrated", before=before, after=after)
+        log.info("migrated", before=before, after=after)
+        if after == migrations.head_revision():
+            from daemon.partitions import PartitionBusyError
+
+            try:
+                _ensure_partitions(settings, url, None, split=False)
+            except PartitionBusyError as exc:  # migrated all the same; the timer tries again
+                log.warning(
+                    "partitions_not_created", error=str(exc), hint="run `session-db maintain` later"
+                )
+    return EX_OK
+
+
+def _partition_connection(settings: config.Settings, url: str) -> Any:
+    """A connection for partition DDL: no statement timeout (moving rows may take a while)."""
+    from daemon import db
+
+    return db.connect(
+        url,
+        connect_timeout_s=settings.connect_timeout_s,
+        statement_timeout_ms=0,
+        lock_timeout_ms=config.LOCK_TIMEOUT_MS,
+    )
+
+
+def _ensure_partitions(settings: config.Settings, url: str, ahead: int | None, split: bool) -> None:
+    from daemon import partitions
+
+    with _partition_connection(settings, url) as conn:
+        result = partitions.ensure(
+            conn,
+            ahead_months=partitions.AHEAD_MONTHS if ahead is None else ahead,
+            split_default=split,
+            attempts=partitions.MAINTAIN_ATTEMPTS,
+        )
+    for name in result.created:
+        moved = result.moved.get(name)
+        print(
+            f"created {name}"
+            + (f" ({moved} rows moved in from agent_logs_default)" if moved else "")
+        )
+    log.info("partitions_ensured", created=len(result.created), moved=sum(result.moved.values()))
+
+
+def cmd_maintain(settings: config.Settings, args: argparse.Namespace) -> int:
+    from daemon import migrations
+
+    with database(settings) as url:
+        migrations.check(url)
+        _ensure_partitions(settings, url, args.ahead, args.split_default)
+    return EX_OK
+
+
+PRUNE_MIN_AGE_S = 86400  # `prune --older-than` below a day is a typo (m is minutes, not months)
+
+
+def cmd_prune(settings: config.Settings, args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from daemon import migrations, partitions
+    from daemon.quarantine import parse_duration
+
+    try:
+        seconds = parse_duration(args.older_than)
+    except ValueError as exc:
+        raise ConfigError(f"prune --older-than: {exc}") from exc
+    if seconds < PRUNE_MIN_AGE_S:
+        raise ConfigError(
+            f"prune --older-than {args.older_than}: give at least 1d (m means minutes; 180d is about 6 months)"
+        )
+    verb = "would drop" if args.dry_run else "dropped"
+
+    def report(item: partitions.Pruned) -> None:
+        p = item.partition
+        assert p.lower is not None
+        assert p.upper is not None
+        print(
+            f"{verb} {p.name}  {p.lower:%Y-%m-%d} .. {p.upper:%Y-%m-%d}  {item.rows} rows",
+            flush=True,
+        )
+
+    with database(settings) as url:
+        migrations.check(url)
+        with _partition_connection(settings, url) as conn:
+            result = partitions.prune(
+                conn,
+                timedelta(seconds=seconds),
+                dry_run=args.dry_run,
+                attempts=partitions.MAINTAIN_ATTEMPTS,
+                on_drop=report,
+            )
+    print(f"prune: {verb} {len(result.dropped)} partitions, {result.rows} rows of agent_logs older than "
+          f"{result.cutoff:%Y-%m-%d %H:%M} UTC (token_usage and transcript_files are kept)")  # fmt: skip
+    if result.default_rows_older:
+        print(f"note: {result.default_rows_older} rows older than the cutoff are in {partitions.DEFAULT_PARTITION} "
+              "(their month had no partition when they arrived) and were kept: `session-db maintain "
+              "--split-default` gives them monthly partitions, then prune again")  # fmt: skip
+    log.info("pruned", partitions=len(result.dropped), rows=result.rows, dry_run=args.dry_run)
     return EX_OK
 
 
@@ -301,21 +473,13 @@ def cmd_psql(settings: config.Settings, args: argparse.Namespace) -> int:
     with database(settings) as url:
         # The URL goes through the environment-free argument `-d`, which carries no password for the
         # embedded cluster; for an external database a password belongs in ~/.pgpass or PGPASSWORD.
+        from daemon.dsn import without_password
+
         env = dict(os.environ)
-        target, password = _strip_password(url)
+        target, password = without_password(url)
         if password:
             env["PGPASSWORD"] = password
         return subprocess.call([psql, "-d", target, *extra], env=env)
-
-
-def _strip_password(url: str) -> tuple[str, str | None]:
-    from urllib.parse import unquote, urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url, None
-    netloc = parts.netloc.replace(f":{parts.password}@", "@", 1)
-    return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.password)
 
 
 def cmd_hooks(settings: config.Settings, args: argparse.Namespace) -> int:
@@ -434,7 +598,16 @@ def cmd_backfill(settings: config.Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EX_OK
-    files = sorted({p.resolve() for d in dirs for p in d.rglob("*.jsonl") if p.is_file()})
+    # Real paths, as transcript_files keys them. rglob does not enter symlinked folders, so
+    # below a resolved folder only the file itself can be a link (cheaper than resolving each).
+    files = sorted(
+        {
+            p.resolve() if p.is_symlink() else p
+            for d in dirs
+            for p in d.resolve().rglob("*.jsonl")
+            if p.is_file()
+        }
+    )
     total_bytes = sum(p.stat().st_size for p in files)
     t0 = time.monotonic()
     with migrated_sink(settings) as sink:
@@ -544,6 +717,30 @@ def cmd_service(settings: config.Settings, args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_roles(settings: config.Settings, args: argparse.Namespace) -> int:
+    from daemon import roles
+
+    names = roles.Roles(owner=args.owner, writer=args.writer, analyst=args.analyst)
+    if not args.apply:
+        sys.stdout.write(roles.script(names))
+        return EX_OK
+    if not settings.url:
+        raise ConfigError(
+            "roles --apply is for a shared server: set SESSION_DB_URL (the embedded cluster has one user)"
+        )
+    done = roles.apply(settings.url, names, connect_timeout_s=settings.connect_timeout_s)
+    print(f"roles applied on {config.mask_url(settings.url)}")
+    for name in names.names:
+        print(f"  {name}: {'created' if name in done.created else 'already there'}")
+    if done.schema_revision is None:
+        print(f"no session-db schema yet: run `session-db migrate` as a member of {names.owner}, "
+              "then `session-db roles --apply` again to grant the writer its tables")  # fmt: skip
+    else:
+        print(f"  schema revision {done.schema_revision}; "
+              f"{names.owner} owns {done.owned} tables and views")  # fmt: skip
+    return EX_OK
+
+
 def cmd_doctor(settings: config.Settings, args: argparse.Namespace) -> int:
     from daemon import doctor
 
@@ -558,6 +755,8 @@ COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "run": cmd_run,
     "ingest": cmd_ingest,
     "migrate": cmd_migrate,
+    "maintain": cmd_maintain,
+    "prune": cmd_prune,
     "status": cmd_status,
     "config": cmd_config,
     "psql": cmd_psql,
@@ -567,4 +766,5 @@ COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "quarantine": cmd_quarantine,
     "service": cmd_service,
     "doctor": cmd_doctor,
+    "roles": cmd_roles,
 }

@@ -5,6 +5,7 @@ Every setting knows where its value came from, so `session-db config` can say so
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -13,9 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from daemon.errors import ConfigError
+from daemon.redaction import compile_pattern
 
 # Defaults, each with its unit.
 BATCH_MAX_FILES = 2000
@@ -107,6 +108,27 @@ def _as_paths(value: Any) -> tuple[Path, ...]:
     return tuple(_as_path(i) for i in items if i)
 
 
+def _as_names(value: Any) -> tuple[str, ...]:
+    """A TOML list of strings, or one comma-separated string (the environment)."""
+    items = [str(v) for v in value] if isinstance(value, list | tuple) else str(value).split(",")
+    return tuple(i.strip() for i in items if i.strip())
+
+
+def _as_patterns(value: Any) -> tuple[str, ...]:
+    """A TOML list of regular expressions; in the environment a JSON array of them, or one
+    expression (regular expressions contain commas, so no comma-separated form)."""
+    if isinstance(value, str):
+        text = value.strip()
+        items = json.loads(text) if text.startswith("[") else [text]
+    else:
+        items = value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ValueError("expected a list of regular expressions (strings)")
+    for pattern in items:
+        compile_pattern(pattern)  # ValueError names the pattern and what is wrong with it
+    return tuple(items)
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: its key (TOML key; env var is SESSION_DB_<KEY upper>), parser and help."""
@@ -154,6 +176,23 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max_file_bytes", _as_int, "spool files larger than this are quarantined without reading"
     ),
+    Option("redact", _as_bool, "replace secrets (API keys, passwords…) in payloads before insert"),
+    Option(
+        "redact_keys",
+        _as_names,
+        "more object keys whose string values are secrets (comma-separated or a TOML list)",
+    ),
+    Option(
+        "redact_patterns",
+        _as_patterns,
+        "more regular expressions for secrets (a TOML list; env: a JSON array or one expression)",
+    ),
+    Option("drop_prompts", _as_bool, "store no prompt text (UserPromptSubmit/Expansion prompt)"),
+    Option(
+        "drop_tool_output",
+        _as_bool,
+        "store no tool output (PostToolUse tool_response, PostToolUseFailure error)",
+    ),
     Option("backlog_warn_files", _as_int, "warn when more spool files than this are waiting"),
     Option(
         "backlog_warn_age_s",
@@ -193,6 +232,11 @@ class Settings:
     field_cap_bytes: int = FIELD_CAP_BYTES
     keep_originals: bool = True
     max_file_bytes: int = MAX_FILE_BYTES
+    redact: bool = True
+    redact_keys: tuple[str, ...] = ()
+    redact_patterns: tuple[str, ...] = ()
+    drop_prompts: bool = False
+    drop_tool_output: bool = False
     backlog_warn_files: int = BACKLOG_WARN_FILES
     backlog_warn_age_s: float = BACKLOG_WARN_AGE_S
     connect_timeout_s: int = CONNECT_TIMEOUT_S
@@ -270,7 +314,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def _validate(s: Settings) -> None:
-    if s.url is not None and urlsplit(s.url).scheme not in ("postgresql", "postgres"):
+    # Not urlsplit: it raises on some URIs (an unclosed IPv6 bracket); dsn.check reports those.
+    if s.url is not None and s.url.partition(":")[0].lower() not in ("postgresql", "postgres"):
         raise ConfigError(
             "SESSION_DB_URL must be a libpq URI (postgresql://user@host/db), the same value psql accepts"
         )
@@ -294,26 +339,9 @@ def _validate(s: Settings) -> None:
 
 def mask_url(url: str | None) -> str | None:
     """The URL with any password (in the user part or the query) replaced by ***."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    secret_query = any(
-        k.lower() == "password" for k, _ in parse_qsl(parts.query, keep_blank_values=True)
-    )
-    if parts.password is None and not secret_query:
-        return url
-    if parts.password is not None:
-        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1))
-    if secret_query:
-        query = [
-            (k, "***" if k.lower() == "password" else v)
-            for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        ]
-        parts = parts._replace(query=urlencode(query, safe="/*"))
-    masked = urlunsplit(parts)
-    if url.startswith(f"{parts.scheme}:///") and not masked.startswith(f"{parts.scheme}:///"):
-        masked = masked.replace(f"{parts.scheme}:", f"{parts.scheme}://", 1)  # keep the empty host
-    return masked
+    from daemon.dsn import mask
+
+    return mask(url)
 
 
 def describe(s: Settings) -> list[tuple[str, str, str]]:
@@ -323,8 +351,11 @@ def describe(s: Settings) -> list[tuple[str, str, str]]:
         value = getattr(s, opt.key)
         if opt.key == "url":
             shown = mask_url(value) or "(embedded cluster)"
+        elif opt.key == "redact_patterns":
+            shown = json.dumps(list(value)) if value else "(none)"
         elif isinstance(value, tuple):
-            shown = os.pathsep.join(str(v) for v in value) or "(none)"
+            sep = os.pathsep if opt.key == "watch" else ","
+            shown = sep.join(str(v) for v in value) or "(none)"
         else:
             shown = "(none)" if value is None else str(value)
         rows.append((opt.key, shown, s.sources.get(opt.key, "default")))

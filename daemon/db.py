@@ -11,14 +11,28 @@ from contextlib import contextmanager
 
 import psycopg
 from psycopg import errors as pgerr
+from psycopg import sql
 
 from daemon.errors import PermanentRowError, TransientDbError, UnknownDbError
 
 APPLICATION_NAME = "session-db"
+# libpq TCP settings unless the URL sets them: probe an idle connection after 10 s, every 3 s,
+# give up after 3 missed probes; unacknowledged data fails the connection after 20 s. Both stay
+# under the 30 s between watchdog pings of the default unit (WatchdogSec=60s).
+TCP_DEFAULTS: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,  # s
+    "keepalives_interval": 3,  # s
+    "keepalives_count": 3,
+    "tcp_user_timeout": 20_000,  # ms
+}
 
 # SQLSTATE classes and codes (PostgreSQL appendix A) and what they mean for a batch.
 TRANSIENT_CLASSES = frozenset({"08", "28", "40", "53", "57", "58"})
-TRANSIENT_CODES = frozenset({"3D000", "55P03", "55006"})
+# A missing grant (42501) is an operator's fix away, like a database that is down: retried,
+# never quarantined (see daemon/roles.py and `session-db roles --apply`).
+INSUFFICIENT_PRIVILEGE = "42501"
+TRANSIENT_CODES = frozenset({"3D000", "55P03", "55006", INSUFFICIENT_PRIVILEGE})
 PERMANENT_CLASSES = frozenset({"22", "23"})
 PERMANENT_CODES = frozenset({"54000", "54001"})
 
@@ -31,8 +45,15 @@ def connect(
     `synchronous_commit` is forced on for this session: spool files are unlinked after
     COMMIT, so an asynchronously committed transaction could be lost with its file gone.
     """
+    # A server that vanishes without a FIN/RST (cable, NAT, VM paused) would leave a read
+    # blocked forever; keepalives and tcp_user_timeout turn it into an error within bounds.
+    # Settings the user put in the URL win; Unix sockets ignore these.
+    given = psycopg.conninfo.conninfo_to_dict(url)
+    tcp = {k: v for k, v in TCP_DEFAULTS.items() if k not in given}
     conn = psycopg.connect(
-        url, connect_timeout=connect_timeout_s, application_name=APPLICATION_NAME
+        psycopg.conninfo.make_conninfo(
+            url, connect_timeout=connect_timeout_s, application_name=APPLICATION_NAME, **tcp
+        )
     )
     try:
         with conn.cursor() as cur:
@@ -54,6 +75,10 @@ def classify(exc: BaseException) -> Exception:
         return PermanentRowError(message, None)  # e.g. NUL in a text parameter, refused client-side
     if sqlstate:
         cls = sqlstate[:2]
+        if sqlstate == INSUFFICIENT_PRIVILEGE:
+            return TransientDbError(
+                f"{sqlstate}: {message} (grant it: `session-db roles --apply` as a superuser)"
+            )
         if cls in TRANSIENT_CLASSES or sqlstate in TRANSIENT_CODES:
             return TransientDbError(f"{sqlstate}: {message}")
         if cls in PERMANENT_CLASSES or sqlstate in PERMANENT_CODES:
@@ -117,7 +142,7 @@ FROM ingest_events i
 LEFT JOIN agents a
     ON a.sdk_session_id = i.claude_session_id
    AND coalesce(a.claude_agent_id, '') = coalesce(i.claude_agent_id, '')
-ON CONFLICT (event_uid) DO NOTHING
+ON CONFLICT (event_uid, occurred_at) DO NOTHING
 """
 
 ENSURE_WORKFLOW_SESSIONS = """
@@ -266,12 +291,16 @@ ON CONFLICT (id) DO UPDATE SET
 RETURNING id
 """
 
+# The key is (event_uid, occurred_at) and occurred_at is the state file's mtime, which a rewrite
+# with the same content changes: NOT EXISTS keeps one row per event_uid. It runs while the
+# transaction holds the sessions row lock (UPSERT_SESSION_STATE), so two daemons cannot race.
 INSERT_PHASE_EVENT = """
 INSERT INTO agent_logs (event_uid, host, session_id, event_category, event_type, occurred_at, payload,
     payload_bytes, workflow_slug)
-VALUES (%(uid)s, %(host)s, %(session_id)s, 'phase', %(event_type)s, %(occurred_at)s, %(payload)s,
-    %(payload_bytes)s, %(slug)s)
-ON CONFLICT (event_uid) DO NOTHING
+SELECT %(uid)s, %(host)s, %(session_id)s, 'phase', %(event_type)s, %(occurred_at)s, %(payload)s,
+    %(payload_bytes)s, %(slug)s
+WHERE NOT EXISTS (SELECT 1 FROM agent_logs WHERE event_uid = %(uid)s)
+ON CONFLICT (event_uid, occurred_at) DO NOTHING
 """
 
 STATUS_DAEMONS = """
@@ -298,16 +327,26 @@ SELECT path, claude_session_id, claude_agent_id, byte_offset, file_dev, file_ino
 FROM transcript_files WHERE host = %s ORDER BY path
 """
 
+SELECT_TRANSCRIPTS_BY_PATH = """
+SELECT path, claude_session_id, claude_agent_id, byte_offset, file_dev, file_ino, head_sha256,
+    last_prompt_id, missing_since
+FROM transcript_files WHERE host = %s AND path = ANY(%s::text[]) ORDER BY path
+"""
+
 MARK_TRANSCRIPT_MISSING = """
 UPDATE transcript_files SET missing_since = now(), updated_at = now()
 WHERE host = %s AND path = %s AND missing_since IS NULL
 """
 
-UPDATE_TRANSCRIPT_OFFSET = """
-UPDATE transcript_files SET byte_offset = %(offset)s, file_dev = %(dev)s, file_ino = %(ino)s,
-    head_sha256 = %(head)s, last_prompt_id = %(prompt_id)s, lines_read = lines_read + %(lines)s,
+# Every file of one transaction at once (one element per path).
+UPDATE_TRANSCRIPT_OFFSETS = """
+UPDATE transcript_files t SET byte_offset = u.byte_offset, file_dev = u.dev, file_ino = u.ino,
+    head_sha256 = u.head, last_prompt_id = u.prompt_id, lines_read = t.lines_read + u.lines,
     missing_since = NULL, updated_at = now()
-WHERE host = %(host)s AND path = %(path)s
+FROM unnest(%(path)s::text[], %(offset)s::bigint[], %(dev)s::bigint[], %(ino)s::bigint[],
+            %(head)s::text[], %(prompt_id)s::text[], %(lines)s::bigint[])
+    AS u(path, byte_offset, dev, ino, head, prompt_id, lines)
+WHERE t.host = %(host)s AND t.path = u.path
 """
 
 # Agents seen only in transcripts (e.g. backfilled history): main rows first, then subagents.
@@ -336,14 +375,11 @@ COPY ingest_usage (message_id, request_id, claude_session_id, claude_agent_id, p
     is_sidechain, host, transcript_path) FROM STDIN
 """
 
-# The model an agent used, from its responses, where no event or state.json named one.
+# The model an agent used, from its responses, where no event or state.json named one:
+# (session, subagent or NULL, model of its latest response), one element per agent.
 FILL_AGENT_MODELS = """
 UPDATE agents a SET model = i.model, updated_at = now()
-FROM (
-    SELECT DISTINCT ON (claude_session_id, claude_agent_id) claude_session_id, claude_agent_id, model
-    FROM ingest_usage WHERE model IS NOT NULL AND claude_session_id IS NOT NULL
-    ORDER BY claude_session_id, claude_agent_id, occurred_at DESC NULLS LAST
-) i
+FROM unnest(%s::text[], %s::text[], %s::text[]) AS i(claude_session_id, claude_agent_id, model)
 WHERE a.model IS NULL AND a.sdk_session_id = i.claude_session_id
   AND coalesce(a.claude_agent_id, '') = coalesce(i.claude_agent_id, '')
 """
@@ -468,3 +504,84 @@ ON CONFLICT (host, pid, started_at) DO UPDATE SET
     last_error = coalesce(EXCLUDED.last_error, h.last_error),
     last_error_at = coalesce(EXCLUDED.last_error_at, h.last_error_at)
 """
+
+# --- migrations (daemon/migrations.py) -----------------------------------------------------
+
+# Transaction-scoped advisory locks: released by the COMMIT or ROLLBACK that ends the work.
+TRY_XACT_LOCK = "SELECT pg_try_advisory_xact_lock(%s)"
+XACT_LOCK = "SELECT pg_advisory_xact_lock(%s)"
+
+# What a newer schema offers the tables this code writes (columns visible to this role).
+SELECT_TABLE_COLUMNS = """
+SELECT table_name::text, column_name::text, is_nullable = 'YES',
+    column_default IS NOT NULL OR is_identity = 'YES' OR is_generated = 'ALWAYS'
+FROM information_schema.columns
+WHERE table_schema = current_schema() AND table_name = ANY (%s::text[])
+"""
+
+# Unique indexes (the arbiters of ON CONFLICT), as sorted column lists per table.
+SELECT_UNIQUE_KEYS = """
+SELECT t.relname::text, array_agg(a.attname::text ORDER BY a.attname::text)
+FROM pg_index i
+JOIN pg_class t ON t.oid = i.indrelid
+JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY (i.indkey)
+WHERE i.indisunique AND t.relnamespace = current_schema()::regnamespace AND t.relname = ANY (%s::text[])
+GROUP BY i.indexrelid, t.relname
+"""
+
+# --- partitions (daemon/partitions.py) -----------------------------------------------------
+
+SET_LOCAL_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
+LOCK_AGENT_LOGS = "LOCK TABLE ONLY agent_logs IN ACCESS EXCLUSIVE MODE"
+SELECT_MONTH_START = "SELECT date_trunc('month', now(), 'UTC')"
+SELECT_NOW = "SELECT now()"
+
+# Partitions of agent_logs with their bounds; lower/upper are NULL for DEFAULT (and for bounds
+# we did not write, such as MINVALUE), so such partitions are never pruned.
+SELECT_PARTITIONS = r"""
+SELECT c.relname::text, c.oid = p.partdefid,
+    b.bounds[1]::timestamptz, b.bounds[2]::timestamptz
+FROM pg_partitioned_table p
+JOIN pg_inherits i ON i.inhparent = p.partrelid
+JOIN pg_class c ON c.oid = i.inhrelid
+CROSS JOIN LATERAL (
+    SELECT regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                        '^FOR VALUES FROM \(''([^'']*)''\) TO \(''([^'']*)''\)$') AS bounds
+) b
+WHERE p.partrelid = 'agent_logs'::regclass
+ORDER BY 3 NULLS FIRST, 1
+"""
+
+SELECT_AGENT_LOGS_COLUMNS = """
+SELECT attname::text FROM pg_attribute
+WHERE attrelid = 'agent_logs'::regclass AND attnum > 0 AND NOT attisdropped
+ORDER BY attnum
+"""
+
+CREATE_MONTH_PARTITION = sql.SQL(
+    "CREATE TABLE {partition} PARTITION OF agent_logs FOR VALUES FROM ({lower}) TO ({upper})"
+)
+
+# Rows of a month that landed in DEFAULT move into that month's new partition (one transaction,
+# agent_logs locked): PostgreSQL refuses the partition while DEFAULT holds rows of its range.
+STASH_DEFAULT_ROWS = sql.SQL(
+    "CREATE TEMPORARY TABLE agent_logs_moving ON COMMIT DROP AS SELECT {columns} FROM ONLY {default}"
+    " WHERE occurred_at >= {lower} AND occurred_at < {upper}"
+)
+DELETE_DEFAULT_ROWS = sql.SQL(
+    "DELETE FROM ONLY {default} WHERE occurred_at >= {lower} AND occurred_at < {upper}"
+)
+RESTORE_MOVED_ROWS = sql.SQL(
+    "INSERT INTO agent_logs ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM agent_logs_moving"
+)
+
+# Months with rows in DEFAULT (UTC month starts), for `maintain --split-default`.
+SELECT_DEFAULT_MONTHS = sql.SQL(
+    "SELECT DISTINCT date_trunc('month', occurred_at, 'UTC') FROM ONLY {default}"
+    " WHERE occurred_at >= '0001-01-01 00:00:00+00' AND occurred_at < '10000-01-01 00:00:00+00'"
+    " ORDER BY 1"
+)
+
+COUNT_PARTITION_ROWS = sql.SQL("SELECT count(*) FROM ONLY {partition}")
+COUNT_ROWS_BEFORE = sql.SQL("SELECT count(*) FROM ONLY {partition} WHERE occurred_at < %s")
+DROP_PARTITION = sql.SQL("DROP TABLE {partition}")

@@ -18,6 +18,16 @@ U+2400 → "␀␀" and U+0000 → "␀0". Reverse: scan left to right, "␀␀"
 "␀0" → NUL. Such rows carry `transforms = {nul_escaped}` plus the sha256 and size of
 the original payload bytes; rows without it are stored exactly as received
 (jsonb normalises whitespace and key order, and keeps the last of duplicate keys).
+
+Secrets and privacy (daemon.redaction, after NUL escaping, before the field cap): secrets are
+replaced in the JSON text by `[REDACTED:<kind>]` and fields named by the privacy switches by
+null. Such rows carry `redacted`, `redacted:<kind>`… and `dropped:<JSON pointer>`… in
+`transforms`, the number of replaced secrets in `Event.redactions`, and no payload_sha256: a
+hash of the original would let anyone who can read the row test guesses of a short password.
+The columns read from the payload (cwd, ids, paths) come from the redacted text. The header's
+values (host, project_dir, workflow_slug, agent type) are not redacted: they are the hook's
+four allow-listed names and paths, never free text, and rewriting them would break the links
+to agents, sessions and watched roots.
 """
 
 from __future__ import annotations
@@ -25,9 +35,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from daemon.redaction import Redactor
 
 HEADER_MAGIC = b"session-db-spool: "
 SPOOL_VERSION = 1
@@ -82,6 +95,7 @@ class Event:
     payload_bytes: int
     payload_sha256: str | None
     transforms: list[str] | None
+    redactions: int = 0  # secrets replaced by markers (daemon.redaction)
 
     @property
     def size(self) -> int:
@@ -213,9 +227,16 @@ def cap_strings(value: Any, cap: int, path: str = "") -> tuple[Any, list[str]]:
 
 
 def parse(
-    name: str, data: bytes, *, default_host: str, mtime_ns: int, field_cap_bytes: int = 0
+    name: str,
+    data: bytes,
+    *,
+    default_host: str,
+    mtime_ns: int,
+    field_cap_bytes: int = 0,
+    redactor: Redactor | None = None,
 ) -> Event:
-    """Turn one spool file into an Event, or raise BadEvent."""
+    """Turn one spool file into an Event, or raise BadEvent. Without a redactor nothing is
+    redacted or dropped (the daemon always passes the one its settings describe)."""
     header, payload = split_header(data)
     if header is not None:
         version = header.get("session-db-spool", "")
@@ -243,6 +264,8 @@ def parse(
     text: str | None = None
     sha: str | None = None
     transforms: list[str] = []
+    redactions = 0
+    private = False  # secrets or dropped fields were removed: no hash of the original
     body = payload
     if body.startswith(UTF8_BOM):
         body = body[len(UTF8_BOM) :]
@@ -261,17 +284,34 @@ def parse(
             body, escaped = escape_nul_json(body)
             if escaped:
                 transforms.append("nul_escaped")
+        if redactor is not None and redactor.active:
+            kind = header.get("event") or _text(obj, "hook_event_name") or UNKNOWN_EVENT
+            done = redactor.apply(body, kind)
+            if done.counts or done.dropped:
+                body, private, redactions = done.body, True, done.count
+                transforms += done.transforms
+                obj = orjson.loads(body)  # the columns come from what is stored
         if field_cap_bytes and len(body) > field_cap_bytes:
-            capped, cut = cap_strings(orjson.loads(body), field_cap_bytes)
-            if cut:
-                # Re-encoded: integers beyond 64 bits become floats here; the original is kept on disk.
-                body = orjson.dumps(capped)
-                transforms += [TRUNCATED, *(f"{TRUNCATED}:{p}" for p in cut)]
+            try:
+                capped, cut = cap_strings(orjson.loads(body), field_cap_bytes)
+                if cut:
+                    # Re-encoded: integers beyond 64 bits become floats here; the original is
+                    # kept on disk.
+                    body = orjson.dumps(capped)
+                    transforms += [TRUNCATED, *(f"{TRUNCATED}:{p}" for p in cut)]
+            except (RecursionError, orjson.JSONEncodeError) as exc:
+                # orjson encodes at most 255 levels and cap_strings recurses: a deeply nested
+                # payload with an oversize string cannot be capped, and is not stored uncapped.
+                raise BadEvent(
+                    "too_deep_to_cap",
+                    f"a string over field_cap_bytes={field_cap_bytes} sits in a payload nested "
+                    f"too deep to re-encode ({type(exc).__name__}: {exc})",
+                ) from None
         text = body.decode("utf-8")  # orjson has validated it
     elif not header:
         # A foreign writer may have created the file and not written it yet.
         raise BadEvent("empty", "empty file without a session-db header", retryable=True)
-    if transforms:
+    if transforms and not private:
         sha = hashlib.sha256(payload).hexdigest()
 
     env = {k: header.get("env." + k) or None for k in ENV_KEYS}
@@ -299,4 +339,5 @@ def parse(
         payload_bytes=payload_bytes,
         payload_sha256=sha,
         transforms=transforms or None,
+        redactions=redactions,
     )

@@ -19,6 +19,7 @@ import structlog
 
 from daemon.errors import PermanentRowError, UnknownDbError
 from daemon.events import BadEvent, Event, parse
+from daemon.redaction import Redactor
 from daemon.sink import PostgresSink
 from daemon.spool import Spool, SpoolEntry
 
@@ -27,6 +28,10 @@ log = structlog.get_logger("session_db.ingest")
 UNKNOWN_ERROR_RETRIES = (
     3  # attempts of a batch that fails with an unclassified error before bisecting
 )
+# A batch still unanswered after this long is cut off (its connection shut down) and retried:
+# the server or the path to it stopped answering without closing the connection (SIGSTOP, a
+# frozen VM, a stalled proxy), which neither statement_timeout nor TCP timeouts always catch.
+BATCH_DEADLINE_S = 120.0
 WRITER_POLL_S = 1.0  # while a batch commits, the caller's tick runs at least this often
 UNREADABLE_RETRY_S = 30.0  # an unreadable file is tried again after this long, not in a hot loop
 PAUSE_ENV = (
@@ -44,6 +49,16 @@ class Prepared:
     quarantined: int = 0
 
 
+@dataclass(slots=True)
+class Outcome:
+    """What the writer thread did with one batch: counts, and the files whose rows committed."""
+
+    inserted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0  # rows the database rejected, quarantined after bisection
+    committed: list[str] = field(default_factory=list)
+
+
 @dataclass
 class DrainStats:
     """Totals of one drain pass."""
@@ -54,6 +69,7 @@ class DrainStats:
     duplicates: int = 0
     quarantined: int = 0
     deferred: int = 0
+    redactions: int = 0  # secrets replaced by markers in the parsed events
     roots: set[str] = field(default_factory=set)
 
 
@@ -70,8 +86,10 @@ class Ingestor:
         batch_max_bytes: int,
         foreign_grace_s: float,
         field_cap_bytes: int = 0,
+        redactor: Redactor | None = None,
         keep_originals: bool = True,
         max_file_bytes: int = 2**62,
+        batch_deadline_s: float = BATCH_DEADLINE_S,
         pause_dir: Path | None = None,
     ) -> None:
         self.spool = spool
@@ -81,10 +99,14 @@ class Ingestor:
         self.batch_max_bytes = batch_max_bytes
         self.foreign_grace_s = foreign_grace_s
         self.field_cap_bytes = field_cap_bytes
+        self.redactor = redactor  # None: payloads stored as received (tests of other concerns)
         self.keep_originals = keep_originals
         self.max_file_bytes = max_file_bytes
+        self.batch_deadline_s = batch_deadline_s
         self._unreadable: dict[str, float] = {}
-        self._first_seen: dict[str, float] = {}  # monotonic time a deferred foreign file was first seen
+        self._first_seen: dict[
+            str, float
+        ] = {}  # monotonic time a deferred foreign file was first seen
         self._pause = os.environ.get(PAUSE_ENV) or None
         self._pause_dir = pause_dir
         self.on_event: Callable[[Event], None] | None = None
@@ -107,32 +129,37 @@ class Ingestor:
     def drain(self, should_stop: Callable[[], bool] = lambda: False) -> DrainStats:
         """Ingest everything in `new/` now. Transient database errors propagate to the caller.
 
-        Two stages overlap: while the writer thread commits batch N (and unlinks its files),
-        this thread reads and parses batch N+1. `should_stop` is also called while waiting on
-        the writer (its answer is then ignored: a batch in flight is always finished), so a
-        caller that feeds a watchdog from it keeps feeding it during slow database calls.
+        Three steps overlap: while the writer thread commits batch N, this thread unlinks the
+        files of batch N-1 (committed) and reads and parses batch N+1. `should_stop` is also
+        called while waiting on the writer (its answer is then ignored: a batch in flight is
+        always finished), so a caller that feeds a watchdog from it keeps feeding it during
+        slow database calls.
         """
         stats = DrainStats()
         entries = self.spool.scan()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer") as writer:
-            pending: tuple[Future[tuple[int, int, int]], Prepared] | None = None
+            pending: tuple[Future[Outcome], Prepared] | None = None
             try:
                 for batch in self.batches(entries):
                     if should_stop():
                         break
                     prepared = self._prepare(batch, stats)
+                    done = None
                     if pending is not None:
-                        self._finish(*pending, stats, should_stop)
+                        done = (self._wait(*pending, should_stop), pending[1])
                         pending = None
-                    future = writer.submit(self._commit, prepared.events)
-                    pending = (future, prepared)
+                    pending = (writer.submit(self._write, prepared.events, 1), prepared)
+                    if done is not None:
+                        self._settle(*done, stats)
                 if pending is not None:
-                    self._finish(*pending, stats, should_stop)
+                    done = (self._wait(*pending, should_stop), pending[1])
                     pending = None
+                    self._settle(*done, stats)
             finally:
                 if pending is not None:
-                    # Leaving on an error of this thread: let the batch in flight settle (its
-                    # files are unlinked only after COMMIT) before the error propagates.
+                    # Leaving on an error of this thread: let the batch in flight finish before
+                    # the error propagates (its files stay in new/ and are retried: a repeat
+                    # of committed rows is absorbed by the unique key).
                     wait([pending[0]])
         return stats
 
@@ -176,6 +203,7 @@ class Ingestor:
                     default_host=self.host,
                     mtime_ns=entry.mtime_ns,
                     field_cap_bytes=self.field_cap_bytes,
+                    redactor=self.redactor,
                 )
             except BadEvent as bad:
                 if bad.retryable and self._in_grace(entry, now):
@@ -193,42 +221,51 @@ class Ingestor:
             events.append(event)
         return prepared
 
-    def _commit(self, events: list[Event]) -> tuple[int, int, int]:
-        """Writer thread: commit the events and unlink their files. (inserted, duplicates, quarantined)"""
-        if not events:
-            return 0, 0, 0
-        return self._write(events, attempt=1)
-
-    def _finish(
-        self,
-        future: Future[tuple[int, int, int]],
-        prepared: Prepared,
-        stats: DrainStats,
-        tick: Callable[[], bool],
-    ) -> None:
-        """Wait for a batch in flight, then account for it with one canonical log line."""
+    def _wait(
+        self, future: Future[Outcome], prepared: Prepared, tick: Callable[[], bool]
+    ) -> Outcome:
+        """The outcome of a batch in flight; past the deadline its connection is cut."""
+        deadline = time.monotonic() + self.batch_deadline_s
         while True:
             try:
-                inserted, duplicates, rejected = future.result(timeout=WRITER_POLL_S)
-                break
+                return future.result(timeout=WRITER_POLL_S)
             except FutureTimeout:
                 tick()
+                if time.monotonic() > deadline:
+                    log.warning(
+                        "batch_deadline_exceeded",
+                        files=len(prepared.batch),
+                        deadline_s=self.batch_deadline_s,
+                    )
+                    self.sink.abort()  # the writer then fails with a transient error
+                    deadline = float("inf")
+
+    def _settle(self, outcome: Outcome, prepared: Prepared, stats: DrainStats) -> None:
+        """After COMMIT: unlink the committed files, then one canonical log line for the batch."""
+        names = outcome.committed
+        if self._pause == "mid_unlink" and len(names) > 1:
+            self.spool.remove(names[: len(names) // 2])
+            self._maybe_pause("mid_unlink")
+        self.spool.remove(names)
         if self.on_event is not None:
             for e in prepared.events:
                 self.on_event(e)
         batch = prepared.batch
-        quarantined = prepared.quarantined + rejected
+        quarantined = prepared.quarantined + outcome.quarantined
+        redactions = sum(e.redactions for e in prepared.events)
         stats.batches += 1
         stats.files += len(batch)
-        stats.inserted += inserted
-        stats.duplicates += duplicates
+        stats.inserted += outcome.inserted
+        stats.duplicates += outcome.duplicates
         stats.quarantined += quarantined
+        stats.redactions += redactions
         log.info(
             "batch_committed",
             files=len(batch),
-            rows=inserted,
-            duplicates=duplicates,
+            rows=outcome.inserted,
+            duplicates=outcome.duplicates,
             quarantined=quarantined,
+            redactions=redactions,
             bytes=sum(e.size for e in batch),
             ms=round((time.monotonic() - prepared.started) * 1000, 1),
         )
@@ -240,8 +277,13 @@ class Ingestor:
         fresh = now - entry.mtime_ns / 1e9 < self.foreign_grace_s
         return fresh and time.monotonic() - first < self.foreign_grace_s
 
-    def _write(self, events: list[Event], attempt: int) -> tuple[int, int, int]:
-        """Commit events, bisecting around rows the database rejects. (inserted, duplicates, quarantined)."""
+    def _write(self, events: list[Event], attempt: int) -> Outcome:
+        """Writer thread: commit events, bisecting around rows the database rejects.
+
+        Unlinks nothing: the committed names go back to the main thread, which unlinks them.
+        """
+        if not events:
+            return Outcome()
         try:
             result = self.sink.write_events(events, before_commit=self._pause_point("pre_commit"))
         except PermanentRowError as exc:
@@ -258,16 +300,9 @@ class Ingestor:
                 return self._write(events, attempt + 1)
             return self._bisect(events, str(exc), exc.sqlstate)
         self._maybe_pause("post_commit")
-        names = [e.uid for e in events]
-        if self._pause == "mid_unlink" and len(names) > 1:
-            self.spool.remove(names[: len(names) // 2])
-            self._maybe_pause("mid_unlink")
-        self.spool.remove(names)
-        return result.inserted, result.duplicates, 0
+        return Outcome(result.inserted, result.duplicates, 0, [e.uid for e in events])
 
-    def _bisect(
-        self, events: list[Event], error: str, sqlstate: str | None
-    ) -> tuple[int, int, int]:
+    def _bisect(self, events: list[Event], error: str, sqlstate: str | None) -> Outcome:
         if len(events) == 1:
             ok = self.spool.quarantine_file(events[0].uid, "db_rejected", error, sqlstate=sqlstate)
             log.warning(
@@ -277,11 +312,16 @@ class Ingestor:
                 sqlstate=sqlstate,
                 error=error,
             )
-            return 0, 0, int(ok)
+            return Outcome(quarantined=int(ok))
         mid = len(events) // 2
         a = self._write(events[:mid], attempt=1)
         b = self._write(events[mid:], attempt=1)
-        return a[0] + b[0], a[1] + b[1], a[2] + b[2]
+        return Outcome(
+            a.inserted + b.inserted,
+            a.duplicates + b.duplicates,
+            a.quarantined + b.quarantined,
+            a.committed + b.committed,
+        )
 
     # --- fault injection for the crash tests --------------------------------------------
 

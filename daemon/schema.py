@@ -116,6 +116,8 @@ agents = sa.Table(
     comment="One row per Claude Code session (claude_agent_id NULL) and per subagent.",
 )
 
+# Partitioned by UTC month of occurred_at (alembic 0005, daemon/partitions.py): every unique key
+# includes the partition column, so the idempotency key is (event_uid, occurred_at).
 agent_logs = sa.Table(
     "agent_logs",
     metadata,
@@ -124,7 +126,8 @@ agent_logs = sa.Table(
         "event_uid",
         sa.Text,
         nullable=False,
-        comment="Idempotency key: the spool file name (host-qualified), or phase:<host>:<slug>:<from>:<to>:<sha256>.",
+        comment="Idempotency key, unique with occurred_at: the spool file name (host-qualified), "
+        "or phase:<host>:<slug>:<from>:<to>:<sha256>.",
     ),
     sa.Column("host", sa.Text, nullable=False),
     sa.Column("claude_session_id", sa.Text),
@@ -144,7 +147,7 @@ agent_logs = sa.Table(
     sa.Column("tool_name", sa.Text),
     sa.Column("tool_use_id", sa.Text),
     sa.Column("prompt_id", sa.Text),
-    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False, primary_key=True),
     sa.Column(
         "ingested_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
@@ -161,7 +164,7 @@ agent_logs = sa.Table(
         comment="Changes made to the payload before storing it, e.g. {nul_escaped}; "
         "payload_sha256 is then the sha256 of the original bytes.",
     ),
-    sa.UniqueConstraint("event_uid", name="agent_logs_event_uid_key"),
+    sa.UniqueConstraint("event_uid", "occurred_at", name="agent_logs_event_uid_occurred_at_key"),
     sa.CheckConstraint(
         _in("event_category", EVENT_CATEGORIES), name="agent_logs_event_category_check"
     ),
@@ -185,7 +188,10 @@ agent_logs = sa.Table(
         "occurred_at",
         postgresql_where=sa.text("event_type = 'PermissionRequest'"),
     ),
-    comment="One row per Claude Code hook event (hook) or observed workflow phase change (phase).",
+    comment="One row per Claude Code hook event (hook) or observed workflow phase change (phase). "
+    "Partitioned by UTC month of occurred_at (agent_logs_YYYY_MM, agent_logs_default for months "
+    "without a partition).",
+    postgresql_partition_by="RANGE (occurred_at)",
 )
 
 watch_roots = sa.Table(
@@ -304,4 +310,17 @@ daemon_heartbeats = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("last_error_at", sa.DateTime(timezone=True)),
     comment="One row per daemon run, refreshed every scan interval while it runs.",
+)
+
+# Tables the daemon writes (ingest, state.json, transcripts, heartbeats): a database at a newer,
+# unknown revision is still usable when these keep every column and unique key described here
+# (daemon/migrations.py, compatibility_problems).
+WRITTEN_TABLES = (
+    sessions,
+    agents,
+    agent_logs,
+    watch_roots,
+    token_usage,
+    transcript_files,
+    daemon_heartbeats,
 )

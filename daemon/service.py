@@ -6,6 +6,7 @@ drops events on overflow), so every wake-up and a timer run an authoritative sca
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
@@ -21,13 +22,14 @@ import psycopg
 import structlog
 import watchfiles
 
-from daemon import migrations
+from daemon import migrations, partitions
 from daemon.cluster import EmbeddedCluster, find_binaries
 from daemon.config import BACKOFF_BASE_S, BACKOFF_CAP_S, WATCH_STEP_MS, Settings
 from daemon.errors import ConfigError, SchemaMismatchError, TransientDbError
 from daemon.events import Event
 from daemon.ingest import DrainStats, Ingestor
 from daemon.notify import notify, watchdog_interval_s
+from daemon.redaction import Redactor
 from daemon.sessions import SessionTracker, sessions_dir
 from daemon.sink import PostgresSink
 from daemon.spool import Backlog, Spool
@@ -132,6 +134,7 @@ class Service:
         self._last_orphans = 0.0
         self._last_watchdog = 0.0
         self._last_heartbeat = 0.0
+        self._partitions_due = 0.0  # monotonic time of the next best-effort partition check
         self._started_at = datetime.now(UTC)
         self._last_error: tuple[str, datetime] | None = None
         self._backlog_high = False
@@ -189,6 +192,7 @@ class Service:
             batch_max_bytes=self.settings.batch_max_bytes,
             foreign_grace_s=self.settings.foreign_grace_s,
             field_cap_bytes=self.settings.field_cap_bytes,
+            redactor=Redactor.from_settings(self.settings),
             keep_originals=self.settings.keep_originals,
             max_file_bytes=self.settings.max_file_bytes,
             pause_dir=self.settings.state_dir,
@@ -213,7 +217,8 @@ class Service:
         try:
             if self.settings.embedded:
                 migrations.upgrade(self.url)
-            migrations.check(self.url)
+            if migrations.check(self.url) != migrations.head_revision():
+                self._partitions_due = math.inf  # a newer schema: its own session-db maintains it
         except SchemaMismatchError:
             raise
         except Exception as exc:
@@ -422,7 +427,7 @@ class Service:
         assert self.ingestor is not None
         assert self.tracker is not None
         stats = self.ingestor.drain(self._between_steps)
-        for name in ("batches", "files", "inserted", "duplicates", "quarantined"):
+        for name in ("batches", "files", "inserted", "duplicates", "quarantined", "redactions"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
         now = time.monotonic()
         due = force_scan or now - self._last_scan >= self.settings.scan_interval_s
@@ -435,6 +440,9 @@ class Service:
         if force_scan or now - self._last_heartbeat >= self.settings.scan_interval_s:
             self._last_heartbeat = now
             self._heartbeat()
+        if now >= self._partitions_due:
+            assert self.sink is not None
+            self._partitions_due = now + partitions.maintain_in_daemon(self.sink.connection)
         assert self.transcripts is not None
         if force_scan or now - self._last_transcript_scan >= self.settings.scan_interval_s:
             self._last_transcript_scan = now

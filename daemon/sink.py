@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -106,9 +109,18 @@ def _agent_params(items: Sequence[_AgentObs]) -> dict[str, list[Any]]:
     }
 
 
+def event_uid(name: str, host: str) -> str:
+    """The row's idempotency key: the spool file name, qualified by the event's host.
+
+    The hook's names end in `.<host>` and are kept as they are; any other name (a foreign
+    writer's) gets `@<host>` appended, so the same file name on two hosts is two events.
+    """
+    return name if name.endswith(f".{host}") else f"{name}@{host}"
+
+
 def event_row(e: Event) -> tuple[Any, ...]:
     return (
-        e.uid, e.host, e.claude_session_id, e.claude_agent_id, e.event_type, e.tool_name,
+        event_uid(e.uid, e.host), e.host, e.claude_session_id, e.claude_agent_id, e.event_type, e.tool_name,
         e.tool_use_id, e.prompt_id, ns_to_datetime(e.received_ns), e.cwd, e.project_dir,
         e.workflow_slug, e.agent_type, e.payload, e.payload_bytes, e.payload_sha256, e.transforms,
     )  # fmt: skip
@@ -164,6 +176,20 @@ class PostgresSink:
                 self._conn.close()
             finally:
                 self._conn = None
+
+    def abort(self) -> None:
+        """From another thread: cut the connection under a call that hangs (a peer that stopped
+        answering without closing). The call then fails as a lost connection, a transient error;
+        the outcome of a COMMIT in flight is unknown, which the idempotent keys absorb."""
+        conn = self._conn
+        if conn is None:
+            return
+        with contextlib.suppress(OSError, psycopg.Error):
+            cut = socket.socket(fileno=os.dup(conn.pgconn.socket))
+            try:
+                cut.shutdown(socket.SHUT_RDWR)  # shared by both descriptors: wakes the reader
+            finally:
+                cut.close()
 
     def write_events(
         self, events: Sequence[Event], before_commit: Callable[[], None] | None = None

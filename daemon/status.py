@@ -38,12 +38,15 @@ def collect(settings: config.Settings) -> dict[str, Any]:
 
             from daemon import db
 
-            rev = migrations.current_revision(url)
-            head = migrations.head_revision()
+            state = migrations.schema_state(url)
             report["database"].update(
-                reachable=True, schema_revision=rev, expected_revision=head, schema_ok=rev == head
+                reachable=True,
+                schema_revision=state.revision,
+                expected_revision=state.head,
+                schema_ok=state.usable,
+                schema_state=state.verdict,
             )
-            if rev == head:
+            if state.usable:
                 with psycopg.connect(url, connect_timeout=settings.connect_timeout_s) as conn:
                     rows = conn.execute(db.STATUS_COUNTS).fetchall()
                     daemons = conn.execute(db.STATUS_DAEMONS).fetchall()
@@ -55,8 +58,11 @@ def collect(settings: config.Settings) -> dict[str, Any]:
                     for h, le, li, n in rows
                 ]
     except Exception as exc:  # noqa: BLE001 - status reports any failure instead of raising
-        report["database"]["error"] = (
-            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        from daemon.dsn import scrub, secrets
+
+        report["database"]["error"] = scrub(
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+            secrets(settings.url),
         )
     return report
 
@@ -72,7 +78,11 @@ def render(r: dict[str, Any]) -> str:
         f"database:    {d['url']}  {'reachable' if d['reachable'] else 'UNREACHABLE: ' + d.get('error', '')}",
     ]
     if d["reachable"]:
-        ok = "ok" if d.get("schema_ok") else "run `session-db migrate`"
+        ok = {
+            "head": "ok",
+            "newer_compatible": "ok (newer, from a newer session-db; compatible)",
+            "newer_incompatible": "newer and incompatible: upgrade session-db on this host",
+        }.get(d.get("schema_state", ""), "run `session-db migrate`")
         lines.append(
             f"  schema:    {d.get('schema_revision')} (expected {d.get('expected_revision')}) {ok}"
         )

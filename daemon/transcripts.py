@@ -4,19 +4,27 @@ Each file's byte offset lives in `transcript_files` and is updated in the same t
 as the usage rows read before it, so a crash can only make us read a chunk again (which
 the unique key absorbs), never skip one. Only complete lines are consumed. A file that was
 truncated or replaced (other inode, or another first line) is read again from the start;
-a deleted file keeps its rows.
+a deleted file keeps its rows. Several files share a transaction (at most TXN_MAX_FILES
+files and TXN_MAX_BYTES read), each with its new offset in it.
 
 One API response is written as one line per content block, each repeating the full usage;
 resumed sessions and sidechains copy lines again. Rows are keyed by (message.id, requestId):
 duplicates merge keeping the largest value of each field, a non-sidechain copy's
 attribution wins (reference/claude-code.md §10). `<synthetic>` lines (API errors) have no cost
 and are not stored.
+
+Only lines that contain the bytes `"usage"` (a response) or `"promptId"` (a user line, which
+starts a turn) are parsed; most bytes are attachments and request shapes that carry neither.
+This skips nothing we use: Claude Code writes JSON.stringify output, which escapes no letter
+of a key, and a quote inside a JSON string is escaped, so a line without those bytes has
+neither key. A line we never parse is never counted as unreadable.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,8 +41,12 @@ from daemon.sink import PostgresSink
 
 log = structlog.get_logger("session_db.transcripts")
 
-READ_CHUNK_BYTES = 8 * 2**20  # bytes read (and committed with their offset) per transaction
+READ_CHUNK_BYTES = 8 * 2**20  # bytes read from a file at once (a longer line is read whole)
+TXN_MAX_FILES = 256  # files whose rows and offsets commit in one transaction
+TXN_MAX_BYTES = 64 * 2**20  # bytes of transcript per transaction (what a lost commit re-reads)
 HEAD_BYTES = 64 * 1024  # the first line is fingerprinted to notice a replaced file
+USAGE_KEY = b'"usage"'  # lines without one of these two keys are not parsed (module docstring)
+PROMPT_KEY = b'"promptId"'
 SYNTHETIC_MODEL = "<synthetic>"
 TRIGGER_EVENTS = frozenset({"Stop", "SubagentStop", "PreCompact", "SessionEnd"})
 
@@ -153,6 +165,46 @@ def usage_from_line(entry: dict[str, Any], prompt_id: str | None, path: str) -> 
     )
 
 
+def parse_lines(
+    data: bytes, end: int, prompt_id: str | None, path: str
+) -> tuple[dict[tuple[str, str], Usage], str | None, int]:
+    """The usages on the complete lines of `data[:end]` merged by key, the prompt id after
+    them, and how many of the lines parsed were unreadable.
+
+    `data[end - 1]` must be a newline. Only lines holding USAGE_KEY or PROMPT_KEY are parsed.
+    """
+    merged: dict[tuple[str, str], Usage] = {}
+    bad = pos = 0
+    usage_at = data.find(USAGE_KEY, 0, end)
+    prompt_at = data.find(PROMPT_KEY, 0, end)
+    while usage_at >= 0 or prompt_at >= 0:
+        hit = usage_at if prompt_at < 0 or 0 <= usage_at < prompt_at else prompt_at
+        start = max(pos, data.rfind(b"\n", pos, hit) + 1)
+        pos = data.find(b"\n", hit, end) + 1
+        if 0 <= usage_at < pos:
+            usage_at = data.find(USAGE_KEY, pos, end)
+        if 0 <= prompt_at < pos:
+            prompt_at = data.find(PROMPT_KEY, pos, end)
+        try:
+            entry = orjson.loads(data[start : pos - 1])
+        except orjson.JSONDecodeError:
+            bad += 1  # transcripts are internal to Claude Code: skip what we cannot read
+            continue
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("type") == "user" and isinstance(entry.get("promptId"), str):
+            prompt_id = entry["promptId"]
+        usage = usage_from_line(entry, prompt_id, path)
+        if usage is None:
+            continue
+        known = merged.get(usage.key)
+        if known is None:
+            merged[usage.key] = usage
+        else:
+            known.merge(usage)
+    return merged, prompt_id, bad
+
+
 @dataclass
 class FileState:
     """A row of `transcript_files`."""
@@ -174,14 +226,13 @@ class ReadStats:
 
     files: int = 0
     bytes: int = 0
-    lines: int = 0
-    bad_lines: int = 0
+    lines: int = 0  # complete lines read, as `wc -l` counts them
+    bad_lines: int = 0  # lines parsed (parse_lines) that were not JSON
     responses: int = 0
     inserted: int = 0
     updated: int = 0
     resets: int = 0
     missing: int = 0
-    discovered: set[str] = field(default_factory=set)
 
     def add(self, other: ReadStats) -> None:
         for name in (
@@ -196,7 +247,49 @@ class ReadStats:
             "missing",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.discovered |= other.discovered
+
+
+@dataclass(slots=True)
+class _FileRead:
+    """A file's state once the transaction it was read in commits."""
+
+    state: FileState
+    offset: int
+    dev: int
+    ino: int
+    head: str | None
+    prompt_id: str | None
+    lines: int = 0
+
+
+@dataclass
+class _Batch:
+    """Rows and file offsets that commit in one transaction."""
+
+    usages: dict[tuple[str, str], Usage] = field(default_factory=dict)
+    agents: set[tuple[str, str | None]] = field(default_factory=set)
+    # Per agent, the model of its latest response (what FILL_AGENT_MODELS may set).
+    models: dict[tuple[str, str | None], tuple[datetime | None, str]] = field(default_factory=dict)
+    files: dict[str, _FileRead] = field(default_factory=dict)
+    bytes: int = 0
+
+    def add(self, usages: Iterable[Usage]) -> None:
+        """Add one chunk's usages; a response already in the batch is merged (one row each)."""
+        for u in usages:
+            if u.claude_session_id:
+                agent = (u.claude_session_id, u.claude_agent_id)
+                self.agents.add(agent)
+                if u.model is not None:
+                    best = self.models.get(agent)
+                    if best is None or (
+                        u.occurred_at is not None and (best[0] is None or u.occurred_at > best[0])
+                    ):
+                        self.models[agent] = (u.occurred_at, u.model)
+            known = self.usages.get(u.key)
+            if known is None:
+                self.usages[u.key] = u
+            else:
+                known.merge(u)
 
 
 def subagent_files(main_transcript: Path) -> list[Path]:
@@ -228,11 +321,21 @@ def _first_line_sha(fd: int) -> str | None:
 class TranscriptReader:
     """Reads the transcripts this host knows about (registered in `transcript_files`)."""
 
-    def __init__(self, sink: PostgresSink, host: str, chunk_bytes: int = READ_CHUNK_BYTES) -> None:
+    def __init__(
+        self,
+        sink: PostgresSink,
+        host: str,
+        chunk_bytes: int = READ_CHUNK_BYTES,
+        *,
+        txn_max_files: int = TXN_MAX_FILES,
+        txn_max_bytes: int = TXN_MAX_BYTES,
+    ) -> None:
         self.sink = sink
         self.host = host
         self.chunk_bytes = chunk_bytes
-        self._temp_ready: int | None = None
+        self.txn_max_files = txn_max_files
+        self.txn_max_bytes = txn_max_bytes
+        self._temp_table_on: object = None  # the connection whose ingest_usage exists
 
     # --- registry ----------------------------------------------------------------------
 
@@ -252,12 +355,16 @@ class TranscriptReader:
             )
             return cur.rowcount
 
-    def known(self, only: set[str] | None = None) -> list[FileState]:
+    def known(self, only: Iterable[str] | None = None) -> list[FileState]:
+        """The registered files (or those of `only`), in path order, in one query."""
         conn = self.sink.connection()
         with db.transaction(conn) as cur:
-            cur.execute(db.SELECT_TRANSCRIPTS, (self.host,))
+            if only is None:
+                cur.execute(db.SELECT_TRANSCRIPTS, (self.host,))
+            else:
+                cur.execute(db.SELECT_TRANSCRIPTS_BY_PATH, (self.host, list(only)))
             rows = cur.fetchall()
-        states = [
+        return [
             FileState(
                 path=str(r[0]),
                 claude_session_id=r[1],  # type: ignore[arg-type]
@@ -271,49 +378,57 @@ class TranscriptReader:
             )
             for r in rows
         ]
-        return [s for s in states if only is None or s.path in only]
 
     # --- reading -----------------------------------------------------------------------
 
     def sync(
         self, only: set[str] | None = None, progress: Callable[[ReadStats], None] | None = None
     ) -> ReadStats:
-        """Read new complete lines of every known file (or of `only`); register subagent files found."""
+        """Read new complete lines of every known file (or of `only`); register subagent files found.
+
+        The registry is loaded once; subagent files found beside a main transcript are
+        registered and loaded only when this pass did not load them already.
+        """
         total = ReadStats()
-        pending = self.known(only)
-        seen: set[str] = set()
-        while pending:
-            state = pending.pop(0)
-            if state.path in seen:
-                continue
-            seen.add(state.path)
-            stats = self.read_file(state, progress=progress, running=total)
-            total.add(stats)
-            if stats.discovered:
-                self.register(Path(p) for p in stats.discovered)
-                pending.extend(self.known(stats.discovered - seen))
+        states = {s.path: s for s in self.known(only)}
+        queue = deque(states.values())
+        batch = _Batch()
+        while queue:
+            state = queue.popleft()
+            discovered = self._read(state, batch, total, progress)
+            new = sorted(p for p in discovered if p not in states)
+            if new:
+                self.register(Path(p) for p in new)
+                for found in self.known(new):
+                    states[found.path] = found
+                    queue.append(found)
+        self._commit(batch, total)
         return total
 
-    def read_file(
+    def _read(
         self,
         state: FileState,
-        progress: Callable[[ReadStats], None] | None = None,
-        running: ReadStats | None = None,
-    ) -> ReadStats:
-        stats = ReadStats()
+        batch: _Batch,
+        total: ReadStats,
+        progress: Callable[[ReadStats], None] | None,
+    ) -> set[str]:
+        """Add a file's new complete lines to `batch` (committing it when full); returns the
+        subagent transcripts found beside it."""
         path = Path(state.path)
+        discovered: set[str] = set()
         if path.suffix == ".jsonl" and "subagents" not in path.parts:
-            stats.discovered = {str(p) for p in subagent_files(path)}
+            discovered = {str(p) for p in subagent_files(path)}
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             if not state.missing:
                 self._mark_missing(state.path)
-                stats.missing += 1
-            return stats
+                state.missing = True
+                total.missing += 1
+            return discovered
         except OSError as exc:
             log.warning("transcript_unreadable", path=state.path, error=str(exc))
-            return stats
+            return discovered
         try:
             st = os.fstat(fd)
             head = _first_line_sha(fd)
@@ -327,123 +442,90 @@ class TranscriptReader:
                     state.head_sha256 is not None and head is not None and head != state.head_sha256
                 )
             )
+            offset, prompt_id = state.byte_offset, state.last_prompt_id
             if replaced:
-                log.info(
-                    "transcript_reset",
-                    path=state.path,
-                    old_offset=state.byte_offset,
-                    size=st.st_size,
+                log.info("transcript_reset", path=state.path, old_offset=offset, size=st.st_size)
+                offset, prompt_id = 0, None
+                total.resets += 1
+            elif st.st_size == offset and state.file_ino is not None:
+                return discovered
+            if replaced or state.file_ino is None:
+                # Store the file's identity even if no complete line follows yet.
+                batch.files[state.path] = _FileRead(
+                    state, offset, st.st_dev, st.st_ino, head, prompt_id
                 )
-                state.byte_offset, state.last_prompt_id = 0, None
-                stats.resets += 1
-            if st.st_size == state.byte_offset and not replaced and state.file_ino is not None:
-                return stats
-            stats.files += 1
-            offset = state.byte_offset
-            prompt_id = state.last_prompt_id
-            while True:
-                data = os.pread(fd, self.chunk_bytes, offset)
-                while data and b"\n" not in data and len(data) % self.chunk_bytes == 0:
+            consumed = False
+            size = st.st_size  # read what the file held when opened; more is for the next pass
+            while offset < size:
+                data = os.pread(fd, min(self.chunk_bytes, size - offset), offset)
+                end = data.rfind(b"\n") + 1
+                while not end and data and offset + len(data) < size:  # a line longer than a chunk
                     more = os.pread(
-                        fd, self.chunk_bytes, offset + len(data)
-                    )  # one line longer than a chunk
+                        fd, min(self.chunk_bytes, size - offset - len(data)), offset + len(data)
+                    )
                     if not more:
                         break
+                    newline = more.rfind(b"\n")
+                    end = len(data) + newline + 1 if newline >= 0 else 0
                     data += more
-                end = data.rfind(b"\n")
-                if end < 0:
+                if not end:
                     break  # nothing, or only a partial last line: wait for the writer
-                chunk = data[: end + 1]
-                usages, prompt_id, lines, bad = self._parse(chunk, prompt_id, state.path)
-                new_offset = offset + len(chunk)
-                inserted, updated = self._commit(
-                    state=state,
-                    usages=usages,
-                    new_offset=new_offset,
-                    st=st,
-                    head=head,
-                    prompt_id=prompt_id,
-                    lines=lines,
-                )
-                stats.bytes += len(chunk)
-                stats.lines += lines
-                stats.bad_lines += bad
-                stats.responses += len(usages)
-                stats.inserted += inserted
-                stats.updated += updated
-                offset = new_offset
-                if progress is not None and running is not None:
+                usages, prompt_id, bad = parse_lines(data, end, prompt_id, state.path)
+                lines = data.count(b"\n", 0, end)
+                offset += end
+                read = batch.files.get(state.path)
+                if read is None:
+                    read = batch.files[state.path] = _FileRead(
+                        state, offset, st.st_dev, st.st_ino, head, prompt_id
+                    )
+                read.offset, read.prompt_id, read.lines = offset, prompt_id, read.lines + lines
+                batch.add(usages.values())
+                batch.bytes += end
+                consumed = True
+                total.bytes += end
+                total.lines += lines
+                total.bad_lines += bad
+                total.responses += len(usages)
+                if len(batch.files) >= self.txn_max_files or batch.bytes >= self.txn_max_bytes:
+                    self._commit(batch, total)
+                if progress is not None:
                     snapshot = ReadStats()
-                    snapshot.add(running)
-                    snapshot.add(stats)
+                    snapshot.add(total)
                     progress(snapshot)
-            return stats
+            if consumed or replaced:
+                total.files += 1
+            if len(batch.files) >= self.txn_max_files:
+                self._commit(batch, total)
+            return discovered
         finally:
             os.close(fd)
 
-    def _parse(
-        self, chunk: bytes, prompt_id: str | None, path: str
-    ) -> tuple[list[Usage], str | None, int, int]:
-        merged: dict[tuple[str, str], Usage] = {}
-        lines = bad = 0
-        for raw in chunk.split(b"\n"):
-            if not raw.strip():
-                continue
-            lines += 1
-            try:
-                entry = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                bad += 1  # transcripts are internal to Claude Code: skip what we cannot read
-                continue
-            if not isinstance(entry, dict):
-                continue
-            if entry.get("type") == "user" and isinstance(entry.get("promptId"), str):
-                prompt_id = entry["promptId"]
-            usage = usage_from_line(entry, prompt_id, path)
-            if usage is None:
-                continue
-            known = merged.get(usage.key)
-            if known is None:
-                merged[usage.key] = usage
-            else:
-                known.merge(usage)
-        return list(merged.values()), prompt_id, lines, bad
+    def _commit(self, batch: _Batch, total: ReadStats) -> None:
+        """One transaction: the batch's rows, its agents, and every file's new offset; then
+        the in-memory states follow and the batch is emptied.
 
-    def _commit(
-        self,
-        *,
-        state: FileState,
-        usages: list[Usage],
-        new_offset: int,
-        st: os.stat_result,
-        head: str | None,
-        prompt_id: str | None,
-        lines: int,
-    ) -> tuple[int, int]:
+        `synchronous_commit` stays on (db.connect): with many files per transaction the WAL
+        flushes are about 2 % of a backfill, not worth a second durability rule.
+        """
+        if not batch.files:
+            return
         conn = self.sink.connection()
         inserted = updated = 0
         try:
             with db.transaction(conn) as cur:
-                if self._temp_ready != id(conn):
+                if self._temp_table_on is not conn:
                     cur.execute(db.CREATE_USAGE_TABLE)
-                    self._temp_ready = id(conn)
-                if usages:
-                    keys = sorted(
-                        {
-                            (u.claude_session_id, u.claude_agent_id)
-                            for u in usages
-                            if u.claude_session_id
-                        }
-                    )
-                    for group in ([k for k in keys if k[1] is None] + [(k[0], None) for k in keys if k[1]],
-                                  [k for k in keys if k[1] is not None]):  # fmt: skip
+                if batch.usages:
+                    mains = sorted({sid for sid, _ in batch.agents})
+                    subs = sorted((s, a) for s, a in batch.agents if a is not None)
+                    for group in ([(s, None) for s in mains], subs):
                         if group:
                             cur.execute(
                                 db.ENSURE_AGENTS,
                                 (self.host, [k[0] for k in group], [k[1] for k in group]),
                             )
                     with cur.copy(db.COPY_USAGE) as copy:
-                        for u in usages:
+                        for u in batch.usages.values():
                             copy.write_row(
                                 (u.message_id, u.request_id, u.claude_session_id, u.claude_agent_id, u.prompt_id,
                                  u.model, u.input_tokens, u.output_tokens, u.cache_write_5m_tokens,
@@ -457,27 +539,46 @@ class TranscriptReader:
                             inserted += 1
                         else:
                             updated += 1
-                    cur.execute(db.FILL_AGENT_MODELS)
+                    if batch.models:
+                        agents = sorted(batch.models, key=lambda k: (k[0], k[1] or ""))
+                        cur.execute(
+                            db.FILL_AGENT_MODELS,
+                            (
+                                [k[0] for k in agents],
+                                [k[1] for k in agents],
+                                [batch.models[k][1] for k in agents],
+                            ),
+                        )
+                reads = sorted(batch.files.values(), key=lambda r: r.state.path)
                 cur.execute(
-                    db.UPDATE_TRANSCRIPT_OFFSET,
+                    db.UPDATE_TRANSCRIPT_OFFSETS,
                     {
                         "host": self.host,
-                        "path": state.path,
-                        "offset": new_offset,
-                        "dev": st.st_dev,
-                        "ino": st.st_ino,
-                        "head": head,
-                        "prompt_id": prompt_id,
-                        "lines": lines,
+                        "path": [r.state.path for r in reads],
+                        "offset": [r.offset for r in reads],
+                        "dev": [r.dev for r in reads],
+                        "ino": [r.ino for r in reads],
+                        "head": [r.head for r in reads],
+                        "prompt_id": [r.prompt_id for r in reads],
+                        "lines": [r.lines for r in reads],
                     },
                 )
         except psycopg.Error as exc:
             if conn.broken or conn.closed:
                 self.sink.close()
             raise db.classify(exc) from exc
-        state.byte_offset, state.file_dev, state.file_ino = new_offset, st.st_dev, st.st_ino
-        state.head_sha256, state.last_prompt_id, state.missing = head, prompt_id, False
-        return inserted, updated
+        self._temp_table_on = conn  # only now: a rolled-back CREATE leaves no table behind
+        for r in reads:
+            s = r.state
+            s.byte_offset, s.file_dev, s.file_ino = r.offset, r.dev, r.ino
+            s.head_sha256, s.last_prompt_id, s.missing = r.head, r.prompt_id, False
+        total.inserted += inserted
+        total.updated += updated
+        batch.usages.clear()
+        batch.agents.clear()
+        batch.models.clear()
+        batch.files.clear()
+        batch.bytes = 0
 
     def _mark_missing(self, path: str) -> None:
         conn = self.sink.connection()

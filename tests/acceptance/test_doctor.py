@@ -37,7 +37,10 @@ def test_doctor_finds_spool_mismatch_missing_hook_and_invalid_settings(tmp_path:
     assert 0 == run(home, "hooks", "install", spool=tmp_path / "other-spool").returncode
     mismatch = run(home, "doctor", spool=spool)
     assert 1 == mismatch.returncode
-    assert f"the hook writes to {tmp_path / 'other-spool'}, the daemon reads {spool}" in mismatch.stdout
+    assert (
+        f"the hook writes to {tmp_path / 'other-spool'}, the daemon reads {spool}"
+        in mismatch.stdout
+    )
     os.unlink(home / "data" / "bin" / "session-db-hook")
     project = tmp_path / "proj"
     (project / ".claude").mkdir(parents=True)

@@ -64,7 +64,7 @@ from daemon.sessions import SessionTracker
 from daemon.sink import PostgresSink, WriteResult
 from daemon.spool import REASON_SUFFIX, Spool, write_durably
 from tests.conftest import FIXTURES
-from tests.support.spoolwriter import write_event, write_raw
+from tests.support.spoolwriter import spool_name, write_event, write_raw
 from tests.support.tcpproxy import TcpProxy
 
 HOST = "model-host"
@@ -386,7 +386,8 @@ class SpoolModel(RuleBasedStateMachine):
     @rule(bad=corrupt_files())
     def write_corrupt(self, bad: tuple[str, bytes]) -> None:
         _kind, data = bad
-        name = write_raw(self.spool.root, data)
+        # Named like the hook's files, so a garbage file that parses keeps its name as event_uid.
+        name = write_raw(self.spool.root, data, name=spool_name(HOST))
         self.accepted[name] = data
 
     @rule(data=st.data())

@@ -110,3 +110,23 @@ def test_oversize_file_over_max_is_quarantined_unread(
     assert (0, 1) == (stats.inserted, stats.quarantined)
     reason = json.loads((spool.quarantine / f"{name}.reason.json").read_text())
     assert "too_large" == reason["reason"]
+
+
+def test_oversize_field_deep_in_nesting_is_quarantined_not_a_crash(
+    spool: Spool, sink: PostgresSink, db_url: str
+) -> None:
+    """An oversize string inside a payload nested too deep to re-encode (256 levels: orjson's
+    limit; 1000: Python's recursion limit) is quarantined with its reason; the events around it
+    in the same batch land, and the drain does not crash."""
+    good = write_event(spool.root, orjson.dumps(edit_payload(1000)), event="PostToolUse")
+    bad = []
+    for depth in (300, 1000):
+        text = b'{"a":' * depth + b'"' + b"y" * (CAP + 10) + b'"' + b"}" * depth
+        bad.append(write_event(spool.root, text, event="PostToolUse"))
+    stats = ingestor_for(spool, sink).drain()
+    assert (1, 2) == (stats.inserted, stats.quarantined)
+    for name in bad:
+        reason = json.loads((spool.quarantine / f"{name}.reason.json").read_text())
+        assert "too_deep_to_cap" == reason["reason"]
+    with psycopg.connect(db_url) as conn:
+        assert [(good,)] == conn.execute("SELECT event_uid FROM agent_logs").fetchall()

@@ -163,7 +163,9 @@ def test_sessions_state_links_earlier_events(
     )
 
 
-def test_sessions_nul_and_huge_numbers_still_converge(tracker: SessionTracker, db_url: str, tmp_path: Path) -> None:
+def test_sessions_nul_and_huge_numbers_still_converge(
+    tracker: SessionTracker, db_url: str, tmp_path: Path
+) -> None:
     """A NUL in a mapped text field and an out-of-range total_cost do not block the row: text is
     NUL-escaped, the number stays in `state` only, and the stored sha256 is the file's."""
     raw = b'{"status": "plan", "title": "a\\u0000b", "total_cost": "1e999999", "agents": [{"model": "m\\u0000"}]}'
