@@ -22,7 +22,7 @@ Measurement: `wc -l` over the same file list twice (the first run warms the page
 would be needed to drop it), then `session-db backfill <projects dir>` as a subprocess against
 a private embedded cluster (SESSION_DB_URL set to it; or --url, an empty migrated database).
 Wall time from spawn to exit, so Python start-up, the schema check and the registration of
-files count; the peak RSS is the child's ru_maxrss (wait4), CPU its rusage plus the cluster's
+files count; the peak RSS is the child's VmHWM sampled every 10 ms, CPU its rusage plus the cluster's
 processes from /proc. A second backfill checks that a repeat reads nothing new.
 """
 
@@ -36,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ from tests.bench._common import (
 )
 
 SYNTHETIC = "<synthetic>"
+HWM_SAMPLE_S = 0.01  # how often the child's peak RSS is read
 # Template weights: the sessions people run most (tool use, subagents) dominate.
 WEIGHTS = {
     "main": 5,
@@ -274,6 +276,28 @@ def wc_lines(file_list: Path) -> tuple[float, int]:
     return elapsed, int(out.stdout.strip().splitlines()[-1].split()[0])
 
 
+class HwmSampler(threading.Thread):
+    """The child's VmHWM (peak RSS of its own address space, after exec), read until it exits."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_kb = 0
+
+    def run(self) -> None:
+        status = Path(f"/proc/{self.pid}/status")
+        while True:
+            try:
+                text = status.read_text()
+            except OSError:
+                return
+            m = re.search(r"^VmHWM:\s+(\d+) kB", text, re.M)
+            if m is None:
+                return  # a zombie: the address space is gone
+            self.peak_kb = max(self.peak_kb, int(m.group(1)))
+            time.sleep(HWM_SAMPLE_S)
+
+
 def run_backfill(
     projects: Path, env: dict[str, str], out: Path, pg_root: int | None
 ) -> dict[str, Any]:
@@ -284,7 +308,10 @@ def run_backfill(
                                 stdout=sink, stderr=subprocess.STDOUT)  # fmt: skip
         pg = TreeCpu(pg_root)
         pg.start()
+        hwm = HwmSampler(proc.pid)
+        hwm.start()
         _, status, usage = os.wait4(proc.pid, 0)
+        hwm.join()
         wall = time.perf_counter() - t
         proc.returncode = os.waitstatus_to_exitcode(status)
         pg_cpu_s = pg.stop()
@@ -293,7 +320,8 @@ def run_backfill(
     return {
         "wall_s": wall,
         "exit": proc.returncode,
-        "maxrss_kb": usage.ru_maxrss,
+        # ru_maxrss would include this parent's size at fork (Linux keeps the pre-exec peak).
+        "maxrss_kb": hwm.peak_kb,
         "cpu_user_s": usage.ru_utime,
         "cpu_sys_s": usage.ru_stime,
         "pg_cpu_s": pg_cpu_s,
