@@ -23,11 +23,13 @@ import orjson
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from daemon import migrations
+from daemon import config, migrations
 from daemon.cluster import EmbeddedCluster
 from daemon.ingest import Ingestor
+from daemon.redaction import Redactor
 from daemon.sink import PostgresSink
 from daemon.spool import Spool
+from tests.bench._common import TreeCpu, postmaster_pid
 from tests.support.spoolwriter import encode
 
 FIXTURES = (
@@ -144,9 +146,11 @@ def main() -> None:
                 spool,
                 sink,
                 host="bench",
-                batch_max_files=2000,
-                batch_max_bytes=16 << 20,
+                batch_max_files=config.BATCH_MAX_FILES,
+                batch_max_bytes=config.BATCH_MAX_BYTES,
                 foreign_grace_s=0,
+                field_cap_bytes=config.FIELD_CAP_BYTES,
+                redactor=Redactor(),  # the daemon's default: redaction on
             )
             profiler = None
             if args.profile:
@@ -154,9 +158,15 @@ def main() -> None:
 
                 profiler = Profiler(interval=0.0005)
                 profiler.start()
+            pg_cpu = TreeCpu(postmaster_pid(cluster.data_dir) if cluster is not None else None)
+            pg_cpu.start()
+            cpu0 = os.times()
             t = time.perf_counter()
             stats = ingestor.drain()
             ingest_s = time.perf_counter() - t
+            cpu1 = os.times()
+            server_cpu_s = pg_cpu.stop() if cluster is not None else None
+            own_cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
             if profiler is not None:
                 profiler.stop()
                 args.profile.write_text(profiler.output_text(show_all=False, timeline=False))
@@ -171,12 +181,18 @@ def main() -> None:
         "bench": "ingest", "n": args.n, "spool_dir": str(base), "generate_s": round(gen_s, 2),
         "copy_rows_per_s": round(args.n / copy_s), "ingest_rows_per_s": round(args.n / ingest_s),
         "ratio": round(copy_s / ingest_s, 3), "rows": rows, "files_left": left, "batches": stats.batches,
+        "daemon_cpu_us_per_row": round(own_cpu_s / args.n * 1e6, 1),
+        "server_cpu_us_per_row": None if server_cpu_s is None else round(server_cpu_s / args.n * 1e6, 1),
     }  # fmt: skip
     print(f"{'case':<28}{'rows/s':>10}")
     baseline = "psql \\copy (baseline)"
     print(f"{baseline:<28}{result['copy_rows_per_s']:>10}")
     print(f"{'spool → rows (session-db)':<28}{result['ingest_rows_per_s']:>10}")
     print(f"ratio {result['ratio']} (target ≥ 0.6); rows {rows}, files left {left}")
+    print(
+        f"CPU per row: session-db {result['daemon_cpu_us_per_row']} µs (all threads), "
+        f"PostgreSQL {result['server_cpu_us_per_row']} µs"
+    )
     print(json.dumps(result))
 
 
