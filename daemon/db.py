@@ -108,6 +108,8 @@ __all__ = ["classify", "connect", "pgerr", "transaction"]
 
 # --- statements -------------------------------------------------------------------------
 
+PING = "SELECT 1"
+
 SET_SESSION = """
 SELECT set_config('synchronous_commit', 'on', false),
        set_config('statement_timeout', %s, false),

@@ -22,7 +22,7 @@ import psycopg
 import structlog
 import watchfiles
 
-from daemon import migrations, partitions
+from daemon import db, migrations, partitions
 from daemon.cluster import EmbeddedCluster, find_binaries
 from daemon.config import BACKOFF_BASE_S, BACKOFF_CAP_S, WATCH_STEP_MS, Settings
 from daemon.errors import ConfigError, SchemaMismatchError, TransientDbError
@@ -308,11 +308,19 @@ class Service:
                         self.load_db_roots()
                         db_ready = True
                         self._state_dirty = True
+                    if self.db_state != "up":
+                        assert self.sink is not None
+                        self.sink.ping()  # "up" only once the database has really answered
                     self.pass_once()
                     self._set_db_state("up")
                     backoff.reset()
-                except TransientDbError as exc:
-                    self._set_db_state("down", error=str(exc))
+                except (TransientDbError, psycopg.Error) as exc:
+                    # Driver errors from any periodic call (state files, transcripts,
+                    # partitions) are classified here once, so none can crash the loop.
+                    err = db.classify(exc) if isinstance(exc, psycopg.Error) else exc
+                    if not isinstance(err, TransientDbError):
+                        raise
+                    self._set_db_state("down", error=str(err))
                     timeout = backoff.next_delay()
                     if self.sink is not None:
                         self.sink.close()

@@ -177,6 +177,16 @@ class PostgresSink:
             finally:
                 self._conn = None
 
+    def ping(self) -> None:
+        """One round trip to the server; raises classified errors like write_events."""
+        try:
+            with db.transaction(self.connection()) as cur:
+                cur.execute(db.PING)
+        except psycopg.Error as exc:
+            if self._conn is not None and (self._conn.broken or self._conn.closed):
+                self.close()
+            raise db.classify(exc) from exc
+
     def abort(self) -> None:
         """From another thread: cut the connection under a call that hangs (a peer that stopped
         answering without closing). The call then fails as a lost connection, a transient error;

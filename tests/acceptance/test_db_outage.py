@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -13,6 +16,7 @@ from tests.support.spoolwriter import write_event
 from tests.support.tcpproxy import TcpProxy
 
 ALL = FIXTURES / "hooks" / "all"
+IDLE_OUTAGE_S = 8.0
 
 
 @pytest.fixture
@@ -54,3 +58,35 @@ def test_daemon_survives_database_outage(
     events = [e.get("event") for e in daemon.events()]
     # State changes are logged once each way, not once per retry.
     assert (2, 2) == (events.count("database_down"), events.count("database_up"))
+
+
+def test_daemon_idle_through_outage_with_transcripts_known_stays_up(
+    env: Env, proxy: TcpProxy, start_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    """An outage while nothing is spooled, with a transcript registered: every periodic database
+    call of the main loop (heartbeat, state files, transcripts) meets the dead connection; each
+    is a transient error, never a crash, and the daemon recovers by itself."""
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text("")
+    proxy.start()
+    payload = json.dumps(
+        {
+            "hook_event_name": "SessionStart",
+            "session_id": "s-idle",
+            "transcript_path": str(transcript),
+        }
+    ).encode()
+    accepted = {write_event(env.spool, payload, event="SessionStart", fsync=False)}
+    daemon = start_daemon(SESSION_DB_CONNECT_TIMEOUT_S="1")
+    wait_for(lambda: env.rows() == 1, what="the first row")
+    proxy.stop()
+    daemon.wait_logged("database_down")
+    time.sleep(IDLE_OUTAGE_S)  # several scan intervals and backoff retries while down
+    assert daemon.proc.poll() is None, daemon.log.read_text()[-3000:]
+    proxy.start()
+    wait_for(
+        lambda: sum(e.get("event") == "database_up" for e in daemon.events()) == 2,
+        what="recovery",
+    )
+    assert 0 == daemon.stop()
+    assert_oracle(env, accepted)
