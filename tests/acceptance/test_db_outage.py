@@ -43,6 +43,9 @@ def test_daemon_survives_database_outage(
 
     proxy.start()
     wait_for(lambda: env.rows() == len(accepted), what="rows after the database came up")
+    # Rows can be visible before the pass that wrote them has finished; cut only once the
+    # daemon has declared the database up, or this outage merges with the first one.
+    daemon.wait_logged("database_up")
 
     proxy.stop()
     more = {write_event(env.spool, p, event="PreToolUse", fsync=False) for p in payloads}
@@ -79,6 +82,7 @@ def test_daemon_idle_through_outage_with_transcripts_known_stays_up(
     accepted = {write_event(env.spool, payload, event="SessionStart", fsync=False)}
     daemon = start_daemon(SESSION_DB_CONNECT_TIMEOUT_S="1")
     wait_for(lambda: env.rows() == 1, what="the first row")
+    daemon.wait_logged("database_up")
     proxy.stop()
     daemon.wait_logged("database_down")
     time.sleep(IDLE_OUTAGE_S)  # several scan intervals and backoff retries while down
