@@ -197,6 +197,10 @@ def _text(obj: dict[str, Any], key: str) -> str | None:
     return None
 
 
+def _event_type(header: dict[str, str], obj: dict[str, Any]) -> str:
+    return header.get("event") or _text(obj, "hook_event_name") or UNKNOWN_EVENT
+
+
 TRUNCATED = "truncated"
 
 
@@ -280,20 +284,26 @@ def parse(
                 "not_an_object", f"top-level JSON is {type(decoded).__name__}, expected an object"
             )
         obj = decoded
+        event_type = _event_type(header, obj)
+        obj_is_body = True  # obj is the decoded body (not so after NUL escaping of the text)
         if NUL_MARKER in body:
             body, escaped = escape_nul_json(body)
             if escaped:
                 transforms.append("nul_escaped")
+                obj_is_body = False
         if redactor is not None and redactor.active:
-            kind = header.get("event") or _text(obj, "hook_event_name") or UNKNOWN_EVENT
-            done = redactor.apply(body, kind)
+            done = redactor.apply(body, event_type)
             if done.counts or done.dropped:
                 body, private, redactions = done.body, True, done.count
                 transforms += done.transforms
                 obj = orjson.loads(body)  # the columns come from what is stored
+                obj_is_body = True
+                event_type = _event_type(header, obj)
         if field_cap_bytes and len(body) > field_cap_bytes:
             try:
-                capped, cut = cap_strings(orjson.loads(body), field_cap_bytes)
+                capped, cut = cap_strings(
+                    obj if obj_is_body else orjson.loads(body), field_cap_bytes
+                )
                 if cut:
                     # Re-encoded: integers beyond 64 bits become floats here; the original is
                     # kept on disk.
@@ -311,11 +321,12 @@ def parse(
     elif not header:
         # A foreign writer may have created the file and not written it yet.
         raise BadEvent("empty", "empty file without a session-db header", retryable=True)
+    else:
+        event_type = _event_type(header, obj)
     if transforms and not private:
         sha = hashlib.sha256(payload).hexdigest()
 
     env = {k: header.get("env." + k) or None for k in ENV_KEYS}
-    event_type = header.get("event") or _text(obj, "hook_event_name") or UNKNOWN_EVENT
     return Event(
         uid=name,
         host=host,

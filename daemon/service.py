@@ -18,7 +18,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import psycopg
 import structlog
 import watchfiles
 
@@ -222,8 +221,6 @@ class Service:
         except SchemaMismatchError:
             raise
         except Exception as exc:
-            from daemon import db
-
             if isinstance(exc, TransientDbError):
                 raise
             cause = getattr(exc, "orig", None) or exc
@@ -246,8 +243,6 @@ class Service:
         return sorted(Path(p) for p in found)
 
     def load_db_roots(self) -> None:
-        from daemon import db
-
         assert self.sink is not None
         conn = self.sink.connection()
         with db.transaction(conn) as cur:
@@ -302,25 +297,23 @@ class Service:
                         f"file watcher died: {self.watcher.error!r}"
                     ) from self.watcher.error
                 timeout = self.settings.scan_interval_s
+                assert self.sink is not None
                 try:
-                    if not db_ready:
-                        self.ensure_schema()
-                        self.load_db_roots()
-                        db_ready = True
-                        self._state_dirty = True
-                    if self.db_state != "up":
-                        assert self.sink is not None
-                        self.sink.ping()  # "up" only once the database has really answered
-                    self.pass_once()
+                    # Driver errors from any call of the pass (state files, transcripts,
+                    # heartbeat) are classified here once, so none can crash the loop.
+                    with self.sink.classified():
+                        if not db_ready:
+                            self.ensure_schema()
+                            self.load_db_roots()
+                            db_ready = True
+                            self._state_dirty = True
+                        if self.db_state != "up":
+                            self.sink.ping()  # "up" only once the database has really answered
+                        self.pass_once()
                     self._set_db_state("up")
                     backoff.reset()
-                except (TransientDbError, psycopg.Error) as exc:
-                    # Driver errors from any periodic call (state files, transcripts,
-                    # partitions) are classified here once, so none can crash the loop.
-                    err = db.classify(exc) if isinstance(exc, psycopg.Error) else exc
-                    if not isinstance(err, TransientDbError):
-                        raise
-                    self._set_db_state("down", error=str(err))
+                except TransientDbError as exc:
+                    self._set_db_state("down", error=str(exc))
                     timeout = backoff.next_delay()
                     if self.sink is not None:
                         self.sink.close()
@@ -402,33 +395,30 @@ class Service:
 
     def _heartbeat(self) -> None:
         """Record this daemon's state in daemon_heartbeats (one row per run)."""
-        from daemon import __version__, db
+        from daemon import __version__
 
         assert self.sink is not None
         backlog = self.spool.backlog()
         self._check_backlog(backlog)
         error, error_at = self._last_error or (None, None)
-        try:
-            with db.transaction(self.sink.connection()) as cur:
-                cur.execute(
-                    db.UPSERT_HEARTBEAT,
-                    {
-                        "host": self.settings.host,
-                        "pid": os.getpid(),
-                        "version": __version__,
-                        "spool": str(self.settings.spool),
-                        "started_at": self._started_at,
-                        "events": self.totals.inserted,
-                        "quarantined": self.totals.quarantined,
-                        "backlog_files": backlog.files,
-                        "backlog_bytes": backlog.bytes,
-                        "oldest_s": backlog.oldest_age_s,
-                        "last_error": error,
-                        "last_error_at": error_at,
-                    },
-                )
-        except psycopg.Error as exc:
-            raise db.classify(exc) from exc
+        with db.transaction(self.sink.connection()) as cur:
+            cur.execute(
+                db.UPSERT_HEARTBEAT,
+                {
+                    "host": self.settings.host,
+                    "pid": os.getpid(),
+                    "version": __version__,
+                    "spool": str(self.settings.spool),
+                    "started_at": self._started_at,
+                    "events": self.totals.inserted,
+                    "quarantined": self.totals.quarantined,
+                    "backlog_files": backlog.files,
+                    "backlog_bytes": backlog.bytes,
+                    "oldest_s": backlog.oldest_age_s,
+                    "last_error": error,
+                    "last_error_at": error_at,
+                },
+            )
 
     def pass_once(self, *, force_scan: bool = False) -> DrainStats:
         """One authoritative pass: spool, then state files and orphans when due."""
@@ -487,13 +477,15 @@ class Service:
     def run_once(self) -> DrainStats:
         """`ingest --once`: drain spool and state files, then return."""
         self.prepare()
+        assert self.sink is not None
         try:
-            self.ensure_schema()
-            self.load_db_roots()
-            self.pass_once(force_scan=True)
-            # Roots discovered in this pass may hold state files too.
-            assert self.tracker is not None
-            self.tracker.sync(self.roots())
+            with self.sink.classified():
+                self.ensure_schema()
+                self.load_db_roots()
+                self.pass_once(force_scan=True)
+                # Roots discovered in this pass may hold state files too.
+                assert self.tracker is not None
+                self.tracker.sync(self.roots())
         finally:
             self.shutdown()
         return self.totals

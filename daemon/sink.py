@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -177,15 +178,21 @@ class PostgresSink:
             finally:
                 self._conn = None
 
-    def ping(self) -> None:
-        """One round trip to the server; raises classified errors like write_events."""
+    @contextmanager
+    def classified(self) -> Iterator[None]:
+        """Driver errors in the block become db.classify()'s classes (TransientDbError…);
+        a connection that broke is dropped, so the next call opens a new one."""
         try:
-            with db.transaction(self.connection()) as cur:
-                cur.execute(db.PING)
+            yield
         except psycopg.Error as exc:
             if self._conn is not None and (self._conn.broken or self._conn.closed):
                 self.close()
             raise db.classify(exc) from exc
+
+    def ping(self) -> None:
+        """One round trip to the server; raises classified errors like write_events."""
+        with self.classified(), db.transaction(self.connection()) as cur:
+            cur.execute(db.PING)
 
     def abort(self) -> None:
         """From another thread: cut the connection under a call that hangs (a peer that stopped
@@ -205,12 +212,8 @@ class PostgresSink:
         self, events: Sequence[Event], before_commit: Callable[[], None] | None = None
     ) -> WriteResult:
         """Insert events (and their agents) in one transaction; raises db.classify()'d errors."""
-        try:
+        with self.classified():
             return self._write(events, before_commit)
-        except psycopg.Error as exc:
-            if self._conn is not None and (self._conn.broken or self._conn.closed):
-                self.close()
-            raise db.classify(exc) from exc
 
     def _write(
         self, events: Sequence[Event], before_commit: Callable[[], None] | None

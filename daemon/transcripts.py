@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import psycopg
 import structlog
 
 from daemon import db
@@ -509,9 +508,9 @@ class TranscriptReader:
         """
         if not batch.files:
             return
-        conn = self.sink.connection()
         inserted = updated = 0
-        try:
+        with self.sink.classified():
+            conn = self.sink.connection()
             with db.transaction(conn) as cur:
                 if self._temp_table_on is not conn:
                     cur.execute(db.CREATE_USAGE_TABLE)
@@ -563,10 +562,6 @@ class TranscriptReader:
                         "lines": [r.lines for r in reads],
                     },
                 )
-        except psycopg.Error as exc:
-            if conn.broken or conn.closed:
-                self.sink.close()
-            raise db.classify(exc) from exc
         self._temp_table_on = conn  # only now: a rolled-back CREATE leaves no table behind
         for r in reads:
             s = r.state

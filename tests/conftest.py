@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,20 +57,27 @@ def _janitor(proc: Any, dbname: str, template: bool) -> DatabaseJanitor:
 _counter = iter(range(1_000_000))
 
 
+@contextmanager
+def fresh_database(proc: Any, prefix: str, *, migrated: bool = True) -> Iterator[str]:
+    """A libpq URL of a new database on `proc` (a clone of the migrated template, or empty),
+    dropped on exit."""
+    name = f"{prefix}{os.getpid()}_{next(_counter)}"
+    with _janitor(proc, name, template=migrated):
+        yield url_for(proc.host, proc.port, proc.user, name)
+
+
 @pytest.fixture
 def db_url(postgresql_proc: Any) -> Iterator[str]:
     """A libpq URL of a fresh database at schema head, dropped after the test."""
-    name = f"t{os.getpid()}_{next(_counter)}"
-    with _janitor(postgresql_proc, name, template=True):
-        yield url_for(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, name)
+    with fresh_database(postgresql_proc, "t") as url:
+        yield url
 
 
 @pytest.fixture
 def empty_db_url(postgresql_proc: Any) -> Iterator[str]:
     """A libpq URL of a fresh, empty database (no schema)."""
-    name = f"e{os.getpid()}_{next(_counter)}"
-    with _janitor(postgresql_proc, name, template=False):
-        yield url_for(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, name)
+    with fresh_database(postgresql_proc, "e", migrated=False) as url:
+        yield url
 
 
 @pytest.fixture

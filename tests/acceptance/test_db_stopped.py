@@ -18,7 +18,7 @@ import pytest
 from pytest_postgresql import factories
 
 from tests.acceptance.conftest import Daemon, Env, run_hook, wait_for
-from tests.conftest import PG_CTL, PG_USER, _janitor, migrate_template, url_for
+from tests.conftest import PG_CTL, PG_USER, fresh_database, migrate_template
 
 OUTAGE_S = float(os.environ.get("SESSION_DB_TEST_OUTAGE_S", "120"))
 HOOK_INTERVAL_S = 0.1  # one real hook process every 100 ms, before, during and after the outage
@@ -31,8 +31,7 @@ outage_proc = factories.postgresql_proc(
 
 @pytest.fixture
 def outage_env(outage_proc: Any, tmp_path: Any) -> Iterator[tuple[Env, Any]]:
-    with _janitor(outage_proc, f"o{os.getpid()}", template=True):
-        url = url_for(outage_proc.host, outage_proc.port, outage_proc.user, f"o{os.getpid()}")
+    with fresh_database(outage_proc, "o") as url:
         yield Env(tmp_path, url), outage_proc
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.bench._common import summary_ms
 from tests.support.spoolwriter import write_event
 
 PAYLOAD = (
@@ -82,9 +82,7 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(30)
-    q = statistics.quantiles(samples, n=100, method="inclusive")  # never beyond the max
-    result = {"bench": "latency_idle", "n": args.n, "p50_ms": round(statistics.median(samples), 1),
-              "p95_ms": round(q[94], 1), "p99_ms": round(q[98], 1), "max_ms": round(max(samples), 1)}  # fmt: skip
+    result = {"bench": "latency_idle", "n": args.n, **summary_ms(samples)}
     print(f"{'metric':<8} {'ms':>8}")
     for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
         print(f"{key:<8} {result[key]:>8}")

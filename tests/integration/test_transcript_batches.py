@@ -3,7 +3,6 @@ failed transaction moves no offset of any of its files."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from daemon import db
 from daemon.errors import PermanentRowError
 from daemon.sink import PostgresSink
 from daemon.transcripts import TranscriptReader
-from tests.conftest import FIXTURES, _janitor, url_for
+from tests.conftest import FIXTURES, fresh_database
 
 HOST = "test-host"
 ROWS = """
@@ -31,7 +30,6 @@ AGENTS = """
 SELECT c.sdk_session_id, c.claude_agent_id, c.model, p.claude_agent_id IS NULL AND p.id IS NOT NULL
 FROM agents c LEFT JOIN agents p ON p.id = c.parent_agent_id ORDER BY 1, 2 NULLS FIRST
 """
-_counter = itertools.count()
 OFFSETS = "SELECT path, byte_offset, lines_read FROM transcript_files ORDER BY path"
 
 
@@ -43,9 +41,8 @@ def query(url: str, sql: str) -> list[tuple[Any, ...]]:
 @pytest.fixture
 def other_db_url(postgresql_proc: Any) -> Iterator[str]:
     """A second fresh database at head, to compare two ways of reading the same files."""
-    name = f"tb{os.getpid()}_{next(_counter)}"
-    with _janitor(postgresql_proc, name, template=True):
-        yield url_for(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, name)
+    with fresh_database(postgresql_proc, "tb") as url:
+        yield url
 
 
 @pytest.fixture
