@@ -90,5 +90,16 @@ def hook_path() -> Path:
     return REPO / "hooks" / "session-db-hook"
 
 
+LAYERS = ("unit", "integration", "acceptance", "migrations", "e2e", "chaos")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test carries the marker of its layer (its folder under tests/)."""
+    for item in items:
+        parts = item.path.relative_to(TESTS).parts
+        if parts and parts[0] in LAYERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))
+
+
 def pytest_report_header() -> list[str]:
     return [f"postgres via {PG_CTL}; pg_dump: {shutil.which('pg_dump')}; euid={os.geteuid()}"]
