@@ -697,12 +697,18 @@ def cmd_service(settings: config.Settings, args: argparse.Namespace) -> int:
     from daemon import units
 
     home = Path(os.environ.get("HOME") or Path.home())
-    p = units.plan(args.system, settings.url, home, args.as_user)
+    p = units.plan(
+        args.system, settings.url, home, args.as_user,
+        state_dir=settings.state_dir, spool=settings.spool, config_file=settings.config_file,
+    )  # fmt: skip
     if args.dry_run:
         sys.stdout.write(f"# {p.unit_path}\n{p.unit_text}")
         if p.env_text is not None:
             print(f"# {p.env_path} (mode 0600) would hold SESSION_DB_URL (password masked here): "
                   f"{config.mask_url(settings.url)}")  # fmt: skip
+        print("# then, with --enable, it would run:" if not args.enable else "# then it would run:")
+        for command in p.commands:
+            print("  " + " ".join(command))
         return EX_OK
     units.apply(p)
     print(f"wrote {p.unit_path}" + (f" and {p.env_path} (0600)" if p.env_text is not None else ""))

@@ -255,27 +255,27 @@ class Settings:
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Build the effective settings; raise ConfigError naming the file or variable at fault."""
     env = os.environ if env is None else env
-    config_file = (
+    toml_path = (
         Path(env["SESSION_DB_CONFIG"]).expanduser()
         if env.get("SESSION_DB_CONFIG")
         else default_config_file(env)
     )
     from_file: dict[str, Any] = {}
-    if config_file.exists():
+    if toml_path.exists():
         try:
-            from_file = tomllib.loads(config_file.read_text(encoding="utf-8"))
+            from_file = tomllib.loads(toml_path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(
-                f"{config_file}: not valid TOML ({exc}); fix the file or point SESSION_DB_CONFIG elsewhere"
+                f"{toml_path}: not valid TOML ({exc}); fix the file or point SESSION_DB_CONFIG elsewhere"
             ) from exc
         unknown = sorted(set(from_file) - set(OPTIONS_BY_KEY))
         if unknown:
             raise ConfigError(
-                f"{config_file}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(OPTIONS_BY_KEY)}"
+                f"{toml_path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(OPTIONS_BY_KEY)}"
             )
     elif env.get("SESSION_DB_CONFIG"):
         raise ConfigError(
-            f"SESSION_DB_CONFIG={config_file}: file not found; create it or unset the variable"
+            f"SESSION_DB_CONFIG={toml_path}: file not found; create it or unset the variable"
         )
 
     values: dict[str, Any] = {}
@@ -285,7 +285,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         if env.get(opt.env) not in (None, ""):
             raw, source = env[opt.env], f"env {opt.env}"
         elif opt.key in from_file:
-            raw, source = from_file[opt.key], f"file {config_file}"
+            raw, source = from_file[opt.key], f"file {toml_path}"
         if raw is None:
             continue
         try:
@@ -308,7 +308,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     for opt in OPTIONS:
         sources.setdefault(opt.key, "default")
     values.setdefault("url", None)
-    settings = Settings(config_file=config_file, sources=sources, **values)
+    settings = Settings(config_file=toml_path, sources=sources, **values)
     _validate(settings)
     return settings
 

@@ -2,7 +2,8 @@
 
 Checks each Claude Code settings file for validity and for our handlers: the hook command
 exists and is executable, its spool is the daemon's spool, every event Claude Code knows is
-covered; then that the spool is usable and whether anything waits in it.
+covered; that the hook is not installed at two levels (events recorded twice); then that the
+spool is usable, whether anything waits in it, and whether a daemon runs on this machine.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import config, installer
+from daemon.errors import ConfigError
 from daemon.spool import Spool
 
 
@@ -101,6 +103,72 @@ def check_settings(path: Path, settings: config.Settings, events: tuple[str, ...
     return out
 
 
+PROC = Path("/proc")
+
+
+def _spool_of(pid_dir: Path) -> Path | None:
+    """The spool a running process resolved, from its environment (None if unreadable)."""
+    try:
+        raw = (pid_dir / "environ").read_bytes()
+    except OSError:
+        return None
+    env = dict(
+        item.decode(errors="replace").split("=", 1) for item in raw.split(b"\0") if b"=" in item
+    )
+    try:
+        return config.load(env).spool.resolve()
+    except (ConfigError, ValueError, OSError):  # its configuration is broken: it serves no spool
+        return None
+
+
+def running_daemons(spool: Path, proc: Path = PROC) -> list[int]:
+    """Pids of this user's `session-db run` processes (`session-db run`, `python -m daemon run`)
+    that read `spool`."""
+    pids = []
+    for entry in proc.iterdir() if proc.is_dir() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != os.getuid():
+                continue
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        args = [a.decode(errors="replace") for a in argv if a]
+        is_ours = any(Path(a).name == "session-db" for a in args[:2]) or (
+            "-m" in args and "daemon" in args
+        )
+        if is_ours and "run" in args and _spool_of(entry) == spool.resolve():
+            pids.append(int(entry.name))
+    return pids
+
+
+def check_daemon(spool: Path, proc: Path = PROC) -> Finding:
+    pids = running_daemons(spool, proc)
+    if pids:
+        return Finding("ok", f"session-db run reads {spool} (pid {', '.join(map(str, pids))})")
+    return Finding(
+        "fail",
+        f"no `session-db run` on this machine reads {spool}: events wait there",
+        "systemctl --user start session-db (or run `session-db run`; `session-db service install` sets it up)",
+    )
+
+
+def check_levels(files_with_hook: list[Path], user_file: Path) -> list[Finding]:
+    """Our hook at user level and in a project file fires twice for that project's events."""
+    project_files = [f for f in files_with_hook if f != user_file]
+    if user_file in files_with_hook and project_files:
+        return [
+            Finding(
+                "warn",
+                f"the session-db hook is installed both in {user_file} and in "
+                f"{', '.join(map(str, project_files))}: every event of that project is recorded twice",
+                f"session-db hooks uninstall --project {project_files[0].parent.parent}",
+            )
+        ]
+    return []
+
+
 def run(settings: config.Settings, home: Path, project: Path | None) -> list[Finding]:
     events = installer.detect_claude_events(installer.claude_version())
     findings: list[Finding] = []
@@ -110,8 +178,13 @@ def run(settings: config.Settings, home: Path, project: Path | None) -> list[Fin
             project / ".claude" / "settings.json",
             project / ".claude" / "settings.local.json",
         ]
+    with_hook = []
     for path in files:
-        findings += check_settings(path, settings, events)
+        found = check_settings(path, settings, events)
+        if any("session-db hook on" in f.what for f in found):
+            with_hook.append(path)
+        findings += found
+    findings += check_levels(with_hook, files[0])
     if not any("session-db hook on" in f.what for f in findings):
         findings.append(
             Finding("fail", "no settings file has the session-db hook", "session-db hooks install")
@@ -141,4 +214,5 @@ def run(settings: config.Settings, home: Path, project: Path | None) -> list[Fin
             )
         else:
             findings.append(Finding("ok", f"spool {spool.new}: nothing waiting"))
+    findings.append(check_daemon(settings.spool))
     return findings

@@ -14,6 +14,36 @@ from structlog.tracebacks import ExceptionDictTransformer
 PRIORITY = {"critical": 2, "error": 3, "exception": 3, "warning": 4, "info": 6, "debug": 7}
 
 
+COMPONENT_PREFIXES = ("session_db.", "daemon.")  # stripped from logger names: "ingest", "cluster"
+
+
+class _NamedPrintLogger(structlog.PrintLogger):
+    """A PrintLogger that remembers the name given to `structlog.get_logger(name)`."""
+
+    def __init__(self, file: Any, name: str | None) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+def _named_factory(stream: Any) -> Any:
+    def factory(*args: Any) -> _NamedPrintLogger:
+        name = str(args[0]) if args else None
+        for prefix in COMPONENT_PREFIXES:
+            if name is not None and name.startswith(prefix):
+                name = name[len(prefix) :]
+        return _NamedPrintLogger(stream, name)
+
+    return factory
+
+
+def _add_component(logger: Any, _: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Every line says which part of session-db wrote it (`component=ingest`)."""
+    name = getattr(logger, "name", None)
+    if name and "component" not in event:
+        event["component"] = name
+    return event
+
+
 def _journal_prefix(_: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     event["_priority"] = PRIORITY.get(method, 6)
     return event
@@ -58,6 +88,7 @@ def configure(
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
+        _add_component,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if use_console:
@@ -78,6 +109,6 @@ def configure(
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=_named_factory(stream),
         cache_logger_on_first_use=False,
     )

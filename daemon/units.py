@@ -57,8 +57,39 @@ def env_file_text(url: str | None) -> str | None:
     return f"# Written by `session-db service install`; keep this file mode 0600.\nSESSION_DB_URL={url}\n"
 
 
-def plan(system: bool, url: str | None, home: Path, user: str | None = None) -> Plan:
+PATH_SETTINGS = ("SESSION_DB_STATE_DIR", "SESSION_DB_SPOOL", "SESSION_DB_CONFIG")
+
+
+def path_environment(state_dir: Path, spool: Path, config_file: Path) -> str:
+    """`Environment=` lines that pin the paths this installation resolved now.
+
+    The installed hook has its spool path baked into its command line; a unit that resolved the
+    XDG variables again under systemd (which passes none of the user's shell variables) could
+    pick another spool. Writing the resolved paths into the unit keeps hook and daemon together.
+    """
+    values = dict(zip(PATH_SETTINGS, (state_dir, spool, config_file), strict=True))
+    for name, value in values.items():
+        if any(c in str(value) for c in '\n"\\%'):
+            raise ConfigError(f"{name}={value!s} cannot be written into a unit file; choose a plainer path")
+    return "".join(f'Environment="{name}={value}"\n' for name, value in values.items())
+
+
+def _with_paths(unit_text: str, exec_line: str, environment: str) -> str:
+    return unit_text.replace(exec_line, environment + exec_line)
+
+
+def plan(
+    system: bool, url: str | None, home: Path, user: str | None = None, *,
+    state_dir: Path | None = None, spool: Path | None = None, config_file: Path | None = None,
+) -> Plan:  # fmt: skip
+    """What to write and run. With the three paths given (the CLI passes the effective
+    settings), the unit runs the daemon on exactly those paths."""
     exe = session_db_executable()
+    environment = (
+        path_environment(state_dir, spool, config_file)
+        if state_dir is not None and spool is not None and config_file is not None
+        else ""
+    )
     if system:
         user = user or os.environ.get("SUDO_USER") or pwd.getpwuid(os.getuid()).pw_name
         text = (
@@ -66,6 +97,7 @@ def plan(system: bool, url: str | None, home: Path, user: str | None = None) -> 
             .read_text()
             .replace(SYSTEM_EXEC, f"ExecStart={exe} run")
         )
+        text = _with_paths(text, f"ExecStart={exe} run", environment)
         return Plan(
             unit_path=SYSTEM_UNIT_DIR / SYSTEM_UNIT,
             unit_text=text,
@@ -78,6 +110,7 @@ def plan(system: bool, url: str | None, home: Path, user: str | None = None) -> 
         )
     config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
     text = (data_path("systemd") / USER_UNIT).read_text().replace(USER_EXEC, f"ExecStart={exe} run")
+    text = _with_paths(text, f"ExecStart={exe} run", environment)
     return Plan(
         unit_path=config / "systemd" / "user" / USER_UNIT,
         unit_text=text,

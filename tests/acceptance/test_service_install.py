@@ -43,3 +43,29 @@ def test_service_install_user_unit(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert (0, "") == (verify.returncode, verify.stderr.strip())
+
+
+def test_service_install_unit_uses_the_hooks_spool_under_xdg_state_home(tmp_path: Path) -> None:
+    """With XDG_STATE_HOME set in the installing shell, the unit pins the same spool that
+    `hooks install` bakes into the hook command, and --dry-run names the systemctl commands."""
+    home = tmp_path / "home"
+    home.mkdir()
+    state = tmp_path / "xdg-state"
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "XDG_STATE_HOME": str(state),
+           "SESSION_DB_LOG_FORMAT": "json"}  # fmt: skip
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "daemon", *args], env=env, capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+
+    dry = run("service", "install", "--dry-run")
+    assert 0 == dry.returncode, dry.stderr
+    spool = state / "session-db" / "spool"
+    assert f'Environment="SESSION_DB_SPOOL={spool}"' in dry.stdout
+    assert "systemctl --user enable --now session-db" in dry.stdout
+    assert not (home / ".config" / "systemd").exists()  # a dry run writes nothing
+    hooks = run("hooks", "install", "--dry-run")
+    assert 0 == hooks.returncode, hooks.stderr
+    assert f"--spool {spool} " in hooks.stdout

@@ -33,3 +33,15 @@ def test_log_tracebacks_never_show_local_variables() -> None:
     line = buf.getvalue()
     assert "hunter2" not in line
     assert "ValueError" == json.loads(line)["exception"][0]["exc_type"]
+
+
+def test_log_lines_name_the_component_that_wrote_them() -> None:
+    """A line logged through get_logger("session_db.ingest") carries component=ingest."""
+    buf = io.StringIO()
+    log.configure("json", stream=buf, journal=False)
+    structlog.get_logger("session_db.ingest").info("batch_committed", files=1)
+    structlog.get_logger("daemon.cluster").info("cluster_started")
+    structlog.get_logger().info("anonymous")
+    first, second, third = (json.loads(line) for line in buf.getvalue().splitlines())
+    assert ("ingest", "cluster") == (first["component"], second["component"])
+    assert "component" not in third
