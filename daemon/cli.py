@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import subprocess
@@ -251,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Commands whose informational log lines are their output (a daemon, long-running work); the
+# others print their answer on stdout and log only warnings and errors on stderr.
+LOGGING_COMMANDS = frozenset({"run", "ingest", "migrate", "maintain", "prune", "backfill"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from daemon import dsn
@@ -263,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     from daemon import log as logsetup
 
-    logsetup.configure(settings.log_format, secrets=dsn.secrets(settings.url))
+    level = logging.INFO if args.command in LOGGING_COMMANDS else logging.WARNING
+    logsetup.configure(settings.log_format, secrets=dsn.secrets(settings.url), level=level)
     try:
         handler = COMMANDS[args.command]
         return handler(settings, args)
@@ -656,12 +663,11 @@ def cmd_quarantine(settings: config.Settings, args: argparse.Namespace) -> int:
     if action == "list":
         found = quarantine.entries(spool)
         if args.json:
-            rows = [{**e.record, "name": e.name, "size": e.size} for e in found]
+            rows = [e.as_json() for e in found]
             sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
             return EX_OK
         for e in found:
-            when = datetime.fromtimestamp(e.quarantined_at, UTC).isoformat(timespec="seconds")
-            print(f"{e.name}  {e.size:>9} B  {when}  {e.reason}: {e.detail[:100]}")
+            print(f"{e.name}  {e.size:>9} B  {e.when}  {e.reason}: {e.detail[:100]}")
         print(f"{len(found)} quarantined in {spool.quarantine}", file=sys.stderr)
         return EX_OK
     if action == "show":

@@ -77,8 +77,10 @@ def configure(
     stream: Any = None,
     journal: bool | None = None,
     secrets: tuple[str, ...] = (),
+    level: int = logging.INFO,
 ) -> None:
-    """Configure structlog. fmt: auto | json | console; `secrets` are masked in every line."""
+    """Configure structlog. fmt: auto | json | console; `secrets` are masked in every line;
+    lines below `level` are dropped."""
     import os
 
     stream = stream or sys.stderr
@@ -108,7 +110,7 @@ def configure(
         processors[-1] = _scrubbing(processors[-1], secrets)
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=_named_factory(stream),
         cache_logger_on_first_use=False,
     )

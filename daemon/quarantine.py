@@ -13,6 +13,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -33,6 +34,15 @@ class Entry:
     detail: str
     quarantined_at: float
     record: dict[str, Any]
+
+    @property
+    def when(self) -> str:
+        """The quarantine time as ISO 8601 UTC, as the text listing shows it."""
+        return datetime.fromtimestamp(self.quarantined_at, UTC).isoformat(timespec="seconds")
+
+    def as_json(self) -> dict[str, Any]:
+        """The reason record plus name and size, with `quarantined_at` as ISO 8601 UTC."""
+        return {**self.record, "name": self.name, "size": self.size, "quarantined_at": self.when}
 
 
 def parse_duration(text: str) -> float:

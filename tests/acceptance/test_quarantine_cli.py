@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -38,6 +39,12 @@ def test_quarantine_replay_after_fix_lands_the_row(env: Env) -> None:
     assert [(poison, "db_rejected", "23514")] == [
         (r["name"], r["reason"], r["sqlstate"]) for r in json.loads(listed.stdout)
     ]
+    # The JSON shows the time as the text listing does (ISO 8601 UTC), and no log line on stderr.
+    (row,) = json.loads(listed.stdout)
+    text = cli(env, "quarantine", "list")
+    assert datetime.fromisoformat(row["quarantined_at"]).tzinfo is not None
+    assert row["quarantined_at"] in text.stdout
+    assert "" == listed.stderr
     shown = cli(env, "quarantine", "show", poison)
     assert 0 == shown.returncode
     assert '"tool_name": "X"' in shown.stdout
