@@ -18,13 +18,13 @@ import re
 import shlex
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from daemon import durable
 from daemon.errors import ConfigError
 
 HOOK_NAME = "session-db-hook"
@@ -91,6 +91,7 @@ EVENT_MIN_VERSION: dict[str, tuple[int, int, int]] = {
 
 _VERSION_RE = re.compile(r"^\s*v?(\d+)\.(\d+)\.(\d+)")
 _BACKUP_SUFFIX = ".bak-"
+BACKUPS_KEPT = 5  # of each settings file; older `.bak-<time>` copies are deleted
 
 
 class InstallerError(ConfigError):
@@ -106,6 +107,7 @@ class InstallPlan:
     after: str
     changed: bool
     warnings: list[str]
+    remove: bool = False  # nothing but our hooks was in the file: delete it instead of leaving {}
 
 
 # ---------------------------------------------------------------------------------------
@@ -115,27 +117,6 @@ class InstallPlan:
 def installed_hook_path(data_dir: Path) -> Path:
     """Where `install_hook_script` puts the hook."""
     return data_dir / "bin" / HOOK_NAME
-
-
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Write via a temp file in the same directory, fsync, rename, fsync the directory."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def install_hook_script(source: Path, data_dir: Path) -> Path:
@@ -154,7 +135,7 @@ def install_hook_script(source: Path, data_dir: Path) -> Path:
             and target.stat().st_mode & 0o7777 == 0o755
         ):
             return target
-        _write_atomically(target, script, 0o755)
+        durable.replace_file(target, script, 0o755)
     except OSError as exc:
         raise InstallerError(
             f"cannot install the hook from {source} to {target}: {exc.strerror or exc}; "
@@ -443,6 +424,8 @@ def plan_uninstall(settings_file: Path, hook: Path | None = None) -> InstallPlan
                 hooks[event] = rest
         if emptied and not hooks:
             del new["hooks"]
+    if not new and _contains_ours(old, names):
+        return InstallPlan(settings_file, before, "", changed=True, warnings=[], remove=True)
     return _plan(settings_file, before, old, new, [])
 
 
@@ -477,13 +460,27 @@ def apply(plan: InstallPlan) -> Path | None:
         if current is not None:
             mode = target.stat().st_mode & 0o7777
             backup = _backup_path(target, datetime.now(UTC))
-            _write_atomically(backup, current.encode("utf-8"), mode)
-        _write_atomically(target, plan.after.encode("utf-8"), mode)
+            durable.replace_file(backup, current.encode("utf-8"), mode)
+        if plan.remove:
+            target.unlink()
+            durable.fsync_dir(target.parent)
+        else:
+            durable.replace_file(target, plan.after.encode("utf-8"), mode)
+        _prune_backups(target)
     except OSError as exc:
         raise InstallerError(
             f"cannot write {target}: {exc.strerror or exc}; it was left unchanged"
         ) from exc
     return backup
+
+
+def _prune_backups(target: Path) -> None:
+    """Keep the newest BACKUPS_KEPT backups of `target` (names sort by their UTC time stamp)."""
+    backups = sorted(
+        target.parent.glob(f"{target.name}{_BACKUP_SUFFIX}*"), key=lambda p: p.stat().st_mtime_ns
+    )
+    for old in backups[:-BACKUPS_KEPT]:
+        old.unlink(missing_ok=True)
 
 
 def unified_diff(plan: InstallPlan) -> str:
@@ -493,4 +490,5 @@ def unified_diff(plan: InstallPlan) -> str:
     before = (plan.before or "").splitlines(keepends=True)
     after = plan.after.splitlines(keepends=True)
     fromfile = str(plan.path) if plan.before is not None else "/dev/null"
-    return "".join(difflib.unified_diff(before, after, fromfile=fromfile, tofile=str(plan.path)))
+    tofile = "/dev/null" if plan.remove else str(plan.path)
+    return "".join(difflib.unified_diff(before, after, fromfile=fromfile, tofile=tofile))

@@ -13,9 +13,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon import durable
 from daemon.errors import ConfigError
 from daemon.resources import data_path
-from daemon.spool import write_durably
 
 USER_UNIT = "session-db.service"
 SYSTEM_UNIT = "session-db@.service"
@@ -23,6 +23,7 @@ USER_EXEC = "ExecStart=%h/.local/bin/session-db run"
 SYSTEM_EXEC = "ExecStart=/usr/local/bin/session-db run"
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
 SYSTEM_ENV_DIR = Path("/etc/session-db")
+UNIT_FILE_MODE = 0o644  # systemd reads unit files as any user
 
 
 @dataclass(frozen=True)
@@ -127,11 +128,10 @@ def plan(
 def apply(p: Plan) -> None:
     try:
         p.unit_path.parent.mkdir(parents=True, exist_ok=True)
-        write_durably(p.unit_path, p.unit_text.encode())
-        os.chmod(p.unit_path, 0o644)
+        durable.replace_file(p.unit_path, p.unit_text.encode(), UNIT_FILE_MODE)
         if p.env_text is not None:
             p.env_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            write_durably(p.env_path, p.env_text.encode())  # created 0600
+            durable.replace_file(p.env_path, p.env_text.encode())  # 0600: it may hold a password
     except OSError as exc:
         raise ConfigError(
             f"cannot write {exc.filename or p.unit_path}: {exc.strerror}; run as the right user"

@@ -14,6 +14,7 @@ import pytest
 
 from daemon import installer
 from daemon.installer import (
+    BACKUPS_KEPT,
     EXCLUDED_EVENTS,
     HOOK_TIMEOUT_S,
     KNOWN_EVENTS,
@@ -581,14 +582,43 @@ def test_uninstall_restores_the_original_file(home: Path, hook: Path, spool: Pat
     assert (True, original) == (plan.changed, path.read_text())
 
 
-def test_uninstall_of_file_created_by_install_leaves_empty_object(
+def test_uninstall_of_file_created_by_install_removes_the_file(
     home: Path, hook: Path, spool: Path
 ) -> None:
-    """A settings file that only held our hooks becomes {}."""
+    """A settings file that only held our hooks is deleted (a backup stays), not left as {}."""
     path = settings_path(home, None)
     apply(plan_install(path, hook, spool, KNOWN_EVENTS, None))
-    apply(plan_uninstall(path, hook))
-    assert {} == json.loads(path.read_text())
+    plan = plan_uninstall(path, hook)
+    assert plan.remove
+    assert "+++ /dev/null" in unified_diff(plan)
+    backup = apply(plan)
+    assert not path.exists()
+    assert backup is not None
+    assert "session-db-hook" in backup.read_text()
+
+
+def test_uninstall_keeps_a_file_that_was_empty_before_install(home: Path) -> None:
+    """A user's own `{}` file without our hooks is left alone."""
+    path = settings_path(home, None)
+    write_json(path, {})
+    assert not plan_uninstall(path).changed
+    assert path.exists()
+
+
+def test_apply_keeps_only_the_newest_backups(
+    home: Path, hook: Path, spool: Path, tmp_path: Path
+) -> None:
+    """However often the hook is installed, at most BACKUPS_KEPT backups of a file remain,
+    the newest ones."""
+    path = settings_path(home, None)
+    write_json(path, USER_SETTINGS)
+    made = []
+    for i in range(BACKUPS_KEPT + 3):
+        backup = apply(plan_install(path, hook, tmp_path / f"spool-{i}", KNOWN_EVENTS, None))
+        assert backup is not None
+        made.append(backup.name)
+    left = sorted(p.name for p in path.parent.glob("settings.json.bak-*"))
+    assert sorted(made[-BACKUPS_KEPT:]) == left
 
 
 def test_uninstall_removes_only_ours_from_shared_groups(home: Path) -> None:
