@@ -25,14 +25,14 @@ from daemon.errors import EX_OK, EX_SOFTWARE, ConfigError, SessionDbError
 log = structlog.get_logger("session_db.cli")
 
 DESCRIPTION = """\
-session-db records every Claude Code hook event, workflow state file and (soon) transcript
-token into PostgreSQL, so you can ask with psql what your agents did, what it cost and where
-the time went.
+session-db records every Claude Code hook event, workflow state file and transcript token
+in PostgreSQL, so you can ask what your agents did, what it cost and where the time went.
 
 Quick start:
   session-db run                 # daemon; a private PostgreSQL cluster if SESSION_DB_URL is unset
   session-db hooks install       # add our hook to ~/.claude/settings.json
-  session-db psql                # look at agent_logs, agents, sessions
+  session-db doctor              # check that events can arrive
+  session-db psql                # look at agent_logs, agents, claude_session_costs, tool_stats
 
 Settings come from environment variables (SESSION_DB_*), which override the TOML file
 $SESSION_DB_CONFIG (default ~/.config/session-db/config.toml). `session-db config` shows them.

@@ -1,7 +1,10 @@
-"""Table metadata shared by queries, the drift test and Alembic's env.py.
+"""The tables as SQLAlchemy metadata: what the Alembic revisions create, described once more.
 
-The Alembic revisions own the schema; this module must describe the same tables
-(tests/migrations/test_drift.py compares the two).
+The revisions in alembic/versions own the schema. This description serves three readers:
+Alembic's env.py (autogenerate), the schema check at daemon start (which columns and unique keys
+the daemon writes: WRITTEN_TABLES), and `roles` (which tables to grant). The queries themselves
+are SQL text in daemon/db.py. tests/migrations/test_migrations.py::test_schema_metadata_has_no_drift
+compares this module with a migrated database, types and server defaults included.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ def test_schema_metadata_has_no_drift(db_url: str) -> None:
             conn,
             opts={
                 "compare_type": True,
-                "compare_server_default": False,
+                "compare_server_default": True,
                 "include_name": include_name,
             },
         )
