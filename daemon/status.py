@@ -30,7 +30,7 @@ def collect(settings: config.Settings) -> dict[str, Any]:
         "hosts": [],
         "daemons": [],
     }
-    from daemon.cli import database
+    from daemon.database import database
 
     try:
         with database(settings) as url:

@@ -1,0 +1,28 @@
+"""The commands of `session-db`, in groups; each group module holds its commands' arguments
+(`register`) next to their handlers (`cmd_*`). The order here is the order of `--help`."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from daemon.commands import (
+    backfill,
+    diagnose,
+    hooks,
+    ingest,
+    prices,
+    quarantine,
+    setup,
+    upkeep,
+)
+
+GROUPS: tuple[ModuleType, ...] = (
+    ingest,
+    upkeep,
+    diagnose,
+    backfill,
+    prices,
+    quarantine,
+    setup,
+    hooks,
+)
