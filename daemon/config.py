@@ -11,7 +11,7 @@ import os
 import socket
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,6 @@ STATEMENT_TIMEOUT_MS = 30_000
 LOCK_TIMEOUT_MS = 10_000
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 60.0
-FSYNC_POLICIES = ("full", "file", "none")
 LOG_FORMATS = ("auto", "json", "console")
 
 ENV_PREFIX = "SESSION_DB_"
@@ -129,6 +128,10 @@ def _as_patterns(value: Any) -> tuple[str, ...]:
     return tuple(items)
 
 
+POSITIVE = "positive"
+NOT_NEGATIVE = "not negative"
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: its key (TOML key; env var is SESSION_DB_<KEY upper>), parser and help."""
@@ -138,118 +141,120 @@ class Option:
     help: str
     choices: tuple[str, ...] = ()
     secret: bool = False
+    bound: str | None = None  # POSITIVE or NOT_NEGATIVE, checked after parsing
 
     @property
     def env(self) -> str:
         return ENV_PREFIX + self.key.upper()
 
 
-OPTIONS: tuple[Option, ...] = (
-    Option(
-        "url", _as_str, "libpq URI of the database; unset = private embedded cluster", secret=True
-    ),
-    Option("state_dir", _as_path, "state directory (embedded cluster, spool by default)"),
-    Option("spool", _as_path, "spool directory the hooks write to (default <state_dir>/spool)"),
-    Option("data_dir", _as_path, "where `hooks install` puts the hook script"),
-    Option(
-        "watch",
-        _as_paths,
-        "project roots or agents/sessions folders to watch, os.pathsep-separated",
-    ),
-    Option("host", _as_str, "host name recorded with rows (default: this machine's)"),
-    Option("batch_max_files", _as_int, "most spool files per transaction"),
-    Option("batch_max_bytes", _as_int, "most payload bytes per transaction"),
-    Option("scan_interval_s", _as_float, "seconds between full scans of spool and session roots"),
-    Option("watch_debounce_ms", _as_int, "longest the file watcher coalesces changes"),
-    Option("foreign_grace_s", _as_float, "seconds a header-less spool file may still be mid-write"),
-    Option(
-        "orphan_ttl_s", _as_float, "seconds before a tmp/ file left by a killed hook is quarantined"
-    ),
-    Option(
-        "field_cap_bytes", _as_int, "longest payload string stored in a row (bytes; 0 = no cap)"
-    ),
-    Option(
-        "keep_originals",
-        _as_bool,
-        "keep the untruncated file in <spool>/originals when a field was capped",
-    ),
-    Option(
-        "max_file_bytes", _as_int, "spool files larger than this are quarantined without reading"
-    ),
-    Option("redact", _as_bool, "replace secrets (API keys, passwords…) in payloads before insert"),
-    Option(
-        "redact_keys",
-        _as_names,
-        "more object keys whose string values are secrets (comma-separated or a TOML list)",
-    ),
-    Option(
-        "redact_patterns",
-        _as_patterns,
-        "more regular expressions for secrets (a TOML list; env: a JSON array or one expression)",
-    ),
-    Option("drop_prompts", _as_bool, "store no prompt text (UserPromptSubmit/Expansion prompt)"),
-    Option(
-        "drop_tool_output",
-        _as_bool,
-        "store no tool output (PostToolUse tool_response, PostToolUseFailure error)",
-    ),
-    Option("backlog_warn_files", _as_int, "warn when more spool files than this are waiting"),
-    Option(
-        "backlog_warn_age_s",
-        _as_float,
-        "warn when the oldest waiting spool file is older than this",
-    ),
-    Option("connect_timeout_s", _as_int, "database connect timeout"),
-    Option("statement_timeout_ms", _as_int, "database statement timeout"),
-    Option("force_polling", _as_bool, "poll instead of inotify (NFS, containers, WSL)"),
-    Option(
-        "log_format",
-        _as_str,
-        "log output: auto (console on a TTY, JSON otherwise), json, console",
-        LOG_FORMATS,
-    ),
-    Option("pg_bin", _as_str, "directory with initdb/pg_ctl/postgres for the embedded cluster"),
-)
-OPTIONS_BY_KEY = {o.key: o for o in OPTIONS}
+def _setting(
+    default: Any, parse: Callable[[Any], Any], help: str, *, choices: tuple[str, ...] = (),
+    secret: bool = False, bound: str | None = None,
+) -> Any:  # fmt: skip
+    """A Settings field that is also a documented option (its key is the field's name)."""
+    option = Option("", parse, help, choices, secret, bound)
+    return field(default=default, metadata={"option": option})
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Effective settings. `sources` maps each key to default, the TOML file, or the env var."""
+    """Effective settings, one field per option. `sources` maps each key to default, the TOML
+    file, or the env var. Fields whose default is None get one computed by `load`."""
 
-    url: str | None
-    state_dir: Path
-    spool: Path
-    data_dir: Path
-    watch: tuple[Path, ...]
-    host: str
-    batch_max_files: int = BATCH_MAX_FILES
-    batch_max_bytes: int = BATCH_MAX_BYTES
-    scan_interval_s: float = SCAN_INTERVAL_S
-    watch_debounce_ms: int = WATCH_DEBOUNCE_MS
-    foreign_grace_s: float = FOREIGN_GRACE_S
-    orphan_ttl_s: float = ORPHAN_TTL_S
-    field_cap_bytes: int = FIELD_CAP_BYTES
-    keep_originals: bool = True
-    max_file_bytes: int = MAX_FILE_BYTES
-    redact: bool = True
-    redact_keys: tuple[str, ...] = ()
-    redact_patterns: tuple[str, ...] = ()
-    drop_prompts: bool = False
-    drop_tool_output: bool = False
-    backlog_warn_files: int = BACKLOG_WARN_FILES
-    backlog_warn_age_s: float = BACKLOG_WARN_AGE_S
-    connect_timeout_s: int = CONNECT_TIMEOUT_S
-    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
-    force_polling: bool = False
-    log_format: str = "auto"
-    pg_bin: str | None = None
+    url: str | None = _setting(
+        None, _as_str, "libpq URI of the database; unset = private embedded cluster", secret=True
+    )
+    # _setting returns dataclasses.field(); ruff cannot see that for these non-builtin types.
+    state_dir: Path = _setting(None, _as_path, "state directory (embedded cluster, spool by default)")  # noqa: RUF009
+    spool: Path = _setting(None, _as_path, "spool directory the hooks write to (default <state_dir>/spool)")  # noqa: RUF009
+    data_dir: Path = _setting(None, _as_path, "where `hooks install` puts the hook script")  # noqa: RUF009
+    watch: tuple[Path, ...] = _setting(
+        (), _as_paths, "project roots or agents/sessions folders to watch, os.pathsep-separated"
+    )
+    host: str = _setting(None, _as_str, "host name recorded with rows (default: this machine's)")
+    batch_max_files: int = _setting(
+        BATCH_MAX_FILES, _as_int, "most spool files per transaction", bound=POSITIVE
+    )
+    batch_max_bytes: int = _setting(
+        BATCH_MAX_BYTES, _as_int, "most payload bytes per transaction", bound=POSITIVE
+    )
+    scan_interval_s: float = _setting(
+        SCAN_INTERVAL_S, _as_float, "seconds between full scans of spool and session roots",
+        bound=POSITIVE,
+    )  # fmt: skip
+    watch_debounce_ms: int = _setting(
+        WATCH_DEBOUNCE_MS, _as_int, "longest the file watcher coalesces changes", bound=POSITIVE
+    )
+    foreign_grace_s: float = _setting(
+        FOREIGN_GRACE_S, _as_float, "seconds a header-less spool file may still be mid-write",
+        bound=NOT_NEGATIVE,
+    )  # fmt: skip
+    orphan_ttl_s: float = _setting(
+        ORPHAN_TTL_S, _as_float, "seconds before a tmp/ file left by a killed hook is quarantined",
+        bound=POSITIVE,
+    )  # fmt: skip
+    field_cap_bytes: int = _setting(
+        FIELD_CAP_BYTES, _as_int, "longest payload string stored in a row (bytes; 0 = no cap)",
+        bound=NOT_NEGATIVE,
+    )  # fmt: skip
+    keep_originals: bool = _setting(
+        True, _as_bool, "keep the untruncated file in <spool>/originals when a field was capped"
+    )
+    max_file_bytes: int = _setting(
+        MAX_FILE_BYTES, _as_int, "spool files larger than this are quarantined without reading",
+        bound=POSITIVE,
+    )  # fmt: skip
+    redact: bool = _setting(
+        True, _as_bool, "replace secrets (API keys, passwords…) in payloads before insert"
+    )
+    redact_keys: tuple[str, ...] = _setting(
+        (), _as_names, "more object keys whose string values are secrets (comma-separated or a TOML list)"
+    )
+    redact_patterns: tuple[str, ...] = _setting(
+        (), _as_patterns,
+        "more regular expressions for secrets (a TOML list; env: a JSON array or one expression)",
+    )  # fmt: skip
+    drop_prompts: bool = _setting(
+        False, _as_bool, "store no prompt text (UserPromptSubmit/Expansion prompt)"
+    )
+    drop_tool_output: bool = _setting(
+        False, _as_bool, "store no tool output (PostToolUse tool_response, PostToolUseFailure error)"
+    )
+    backlog_warn_files: int = _setting(
+        BACKLOG_WARN_FILES, _as_int, "warn when more spool files than this are waiting"
+    )
+    backlog_warn_age_s: float = _setting(
+        BACKLOG_WARN_AGE_S, _as_float, "warn when the oldest waiting spool file is older than this"
+    )
+    connect_timeout_s: int = _setting(
+        CONNECT_TIMEOUT_S, _as_int, "database connect timeout", bound=POSITIVE
+    )
+    statement_timeout_ms: int = _setting(
+        STATEMENT_TIMEOUT_MS, _as_int, "database statement timeout", bound=POSITIVE
+    )
+    force_polling: bool = _setting(
+        False, _as_bool, "poll instead of inotify (NFS, containers, WSL)"
+    )
+    log_format: str = _setting(
+        "auto", _as_str, "log output: auto (console on a TTY, JSON otherwise), json, console",
+        choices=LOG_FORMATS,
+    )  # fmt: skip
+    pg_bin: str | None = _setting(
+        None, _as_str, "directory with initdb/pg_ctl/postgres for the embedded cluster"
+    )
     config_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def embedded(self) -> bool:
         return not self.url
+
+
+OPTIONS: tuple[Option, ...] = tuple(
+    replace(f.metadata["option"], key=f.name) for f in fields(Settings) if "option" in f.metadata
+)
+OPTIONS_BY_KEY = {o.key: o for o in OPTIONS}
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
@@ -303,11 +308,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     values.setdefault("state_dir", state_dir)
     values.setdefault("spool", state_dir / "spool")
     values.setdefault("data_dir", default_data_dir(env))
-    values.setdefault("watch", ())
     values.setdefault("host", socket.gethostname())
     for opt in OPTIONS:
         sources.setdefault(opt.key, "default")
-    values.setdefault("url", None)
     settings = Settings(config_file=toml_path, sources=sources, **values)
     _validate(settings)
     return settings
@@ -319,18 +322,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError(
             "SESSION_DB_URL must be a libpq URI (postgresql://user@host/db), the same value psql accepts"
         )
-    for key in ("batch_max_files", "batch_max_bytes", "connect_timeout_s", "statement_timeout_ms"):
-        if getattr(s, key) <= 0:
-            raise ConfigError(f"{key} must be positive ({s.sources[key]})")
-    for key in ("scan_interval_s", "orphan_ttl_s", "watch_debounce_ms"):
-        if getattr(s, key) <= 0:
-            raise ConfigError(f"{key} must be positive ({s.sources[key]})")
-    if s.field_cap_bytes < 0:
-        raise ConfigError(f"field_cap_bytes must not be negative ({s.sources['field_cap_bytes']})")
-    if s.max_file_bytes <= 0:
-        raise ConfigError(f"max_file_bytes must be positive ({s.sources['max_file_bytes']})")
-    if s.foreign_grace_s < 0:
-        raise ConfigError(f"foreign_grace_s must not be negative ({s.sources['foreign_grace_s']})")
+    for opt in OPTIONS:
+        value = getattr(s, opt.key)
+        if (opt.bound == POSITIVE and value <= 0) or (opt.bound == NOT_NEGATIVE and value < 0):
+            raise ConfigError(f"{opt.key} must be {opt.bound} ({s.sources[opt.key]})")
     if "/" in s.host or not s.host:
         raise ConfigError(
             f"host={s.host!r} must be a non-empty name without '/' ({s.sources['host']})"
