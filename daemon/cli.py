@@ -101,9 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pn = sub.add_parser(
         "prune",
-        help="drop agent_logs partitions older than a duration, and say what was removed",
+        help="drop agent_logs partitions and messages rows older than a duration, and say what was removed",
         description="Drops every monthly agent_logs partition whose whole month ended more than DURATION ago "
-        "(a month partly inside the cutoff is kept). Hook and phase events only: token_usage, "
+        "(a month partly inside the cutoff is kept), and deletes the messages rows (conversation archive) "
+        "that occurred before the cutoff. token_usage, "
         "transcript_files, agents and sessions are not touched, so costs keep their history. "
         "agent_logs_default is never dropped; rows in it older than the cutoff are reported. "
         "Needs the role that owns the schema.",
@@ -390,7 +391,7 @@ PRUNE_MIN_AGE_S = 86400  # `prune --older-than` below a day is a typo (m is minu
 def cmd_prune(settings: config.Settings, args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from daemon import migrations, partitions
+    from daemon import messages, migrations, partitions
     from daemon.quarantine import parse_duration
 
     try:
@@ -422,13 +423,17 @@ def cmd_prune(settings: config.Settings, args: argparse.Namespace) -> int:
                 attempts=partitions.MAINTAIN_ATTEMPTS,
                 on_drop=report,
             )
+            archived = messages.prune(conn, result.cutoff, dry_run=args.dry_run)
     print(f"prune: {verb} {len(result.dropped)} partitions, {result.rows} rows of agent_logs older than "
           f"{result.cutoff:%Y-%m-%d %H:%M} UTC (token_usage and transcript_files are kept)")  # fmt: skip
     if result.default_rows_older:
         print(f"note: {result.default_rows_older} rows older than the cutoff are in {partitions.DEFAULT_PARTITION} "
               "(their month had no partition when they arrived) and were kept: `session-db maintain "
               "--split-default` gives them monthly partitions, then prune again")  # fmt: skip
-    log.info("pruned", partitions=len(result.dropped), rows=result.rows, dry_run=args.dry_run)
+    print(f"prune: {'would delete' if args.dry_run else 'deleted'} {archived} messages rows older than "
+          f"{result.cutoff:%Y-%m-%d %H:%M} UTC (the conversation archive, by occurred_at)")  # fmt: skip
+    log.info("pruned", partitions=len(result.dropped), rows=result.rows, messages=archived,
+             dry_run=args.dry_run)  # fmt: skip
     return EX_OK
 
 
@@ -586,6 +591,7 @@ class Progress:
 
 def cmd_backfill(settings: config.Settings, args: argparse.Namespace) -> int:
     from daemon import db
+    from daemon.messages import MessageArchive
     from daemon.transcripts import TranscriptReader
 
     dirs = [d.expanduser().resolve() for d in args.dirs] or default_projects_dirs()
@@ -611,7 +617,9 @@ def cmd_backfill(settings: config.Settings, args: argparse.Namespace) -> int:
     total_bytes = sum(p.stat().st_size for p in files)
     t0 = time.monotonic()
     with migrated_sink(settings) as sink:
-        reader = TranscriptReader(sink, settings.host)
+        reader = TranscriptReader(
+            sink, settings.host, archive=MessageArchive.from_settings(settings)
+        )
         new = reader.register(files)
         progress = Progress(len(files), total_bytes)
         stats = reader.sync(only={str(p) for p in files}, progress=progress.update)
@@ -623,7 +631,8 @@ def cmd_backfill(settings: config.Settings, args: argparse.Namespace) -> int:
         f"  read {stats.bytes / 1e6:.1f} MB, {stats.lines} lines ({stats.bad_lines} unreadable) "
         f"in {seconds:.1f} s ({stats.bytes / 1e6 / max(seconds, 1e-6):.1f} MB/s)\n"
         f"  responses: {stats.responses} seen, {stats.inserted} new, {stats.updated} merged; "
-        f"{stats.resets} files re-read from the start, {stats.missing} gone"
+        f"{stats.resets} files re-read from the start, {stats.missing} gone\n"
+        f"  messages (archive = {settings.archive}): {stats.messages} read, {stats.archived} new"
     )
     for model, count in unpriced:
         print(

@@ -38,6 +38,10 @@ LOCK_TIMEOUT_MS = 10_000
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 60.0
 FSYNC_POLICIES = ("full", "file", "none")
+# The conversation archive (docs/archive.md): full text, metadata only (roles, times, tools,
+# sizes; no text), or no messages rows at all.
+ARCHIVE_MODES = ("full", "metadata", "off")
+ARCHIVE_DEFAULT = "full"
 LOG_FORMATS = ("auto", "json", "console")
 
 ENV_PREFIX = "SESSION_DB_"
@@ -193,6 +197,12 @@ OPTIONS: tuple[Option, ...] = (
         _as_bool,
         "store no tool output (PostToolUse tool_response, PostToolUseFailure error)",
     ),
+    Option(
+        "archive",
+        _as_str,
+        "conversation archive (messages table): full, metadata (no text), off",
+        ARCHIVE_MODES,
+    ),
     Option("backlog_warn_files", _as_int, "warn when more spool files than this are waiting"),
     Option(
         "backlog_warn_age_s",
@@ -237,6 +247,7 @@ class Settings:
     redact_patterns: tuple[str, ...] = ()
     drop_prompts: bool = False
     drop_tool_output: bool = False
+    archive: str = ARCHIVE_DEFAULT
     backlog_warn_files: int = BACKLOG_WARN_FILES
     backlog_warn_age_s: float = BACKLOG_WARN_AGE_S
     connect_timeout_s: int = CONNECT_TIMEOUT_S
