@@ -596,7 +596,7 @@ CREATE TEMPORARY TABLE IF NOT EXISTS ingest_messages (
     occurred_at timestamptz, role text, entry_type text, model text, cwd text, git_branch text,
     prompt_id text, message_id text, tool_use_id text, tool_name text, spawned_agent_id text,
     is_sidechain boolean, content text, text text, content_bytes bigint, content_sha256 text,
-    transforms text[], transcript_path text
+    transforms text[], transcript_path text, seq bigint
 ) ON COMMIT DELETE ROWS
 """
 
@@ -604,24 +604,28 @@ COPY_MESSAGES = """
 COPY ingest_messages (uuid, parent_uuid, claude_session_id, claude_agent_id, host, occurred_at,
     role, entry_type, model, cwd, git_branch, prompt_id, message_id, tool_use_id, tool_name,
     spawned_agent_id, is_sidechain, content, text, content_bytes, content_sha256, transforms,
-    transcript_path) FROM STDIN
+    transcript_path, seq) FROM STDIN
 """
 
-# One row per transcript uuid: a copy (resume, sidechain replay, a re-read) changes nothing.
+# One row per transcript uuid: a copy (resume, sidechain replay, a re-read) changes nothing; a
+# non-sidechain copy wins within a batch. Rows are inserted in reading order (seq), so `id`
+# follows the transcript's line order.
 INSERT_MESSAGES = """
 INSERT INTO messages (uuid, parent_uuid, claude_session_id, claude_agent_id, agent_id, host,
     occurred_at, role, entry_type, model, cwd, git_branch, prompt_id, message_id, tool_use_id,
     tool_name, spawned_agent_id, is_sidechain, content, text, content_bytes, content_sha256,
     transforms, transcript_path)
-SELECT DISTINCT ON (i.uuid) i.uuid, i.parent_uuid, i.claude_session_id, i.claude_agent_id, a.id, i.host,
-    i.occurred_at, i.role, i.entry_type, i.model, i.cwd, i.git_branch, i.prompt_id, i.message_id,
-    i.tool_use_id, i.tool_name, i.spawned_agent_id, i.is_sidechain, i.content::jsonb, i.text,
-    i.content_bytes, i.content_sha256, i.transforms, i.transcript_path
-FROM ingest_messages i
+SELECT d.uuid, d.parent_uuid, d.claude_session_id, d.claude_agent_id, a.id, d.host,
+    d.occurred_at, d.role, d.entry_type, d.model, d.cwd, d.git_branch, d.prompt_id, d.message_id,
+    d.tool_use_id, d.tool_name, d.spawned_agent_id, d.is_sidechain, d.content::jsonb, d.text,
+    d.content_bytes, d.content_sha256, d.transforms, d.transcript_path
+FROM (
+    SELECT DISTINCT ON (i.uuid) i.* FROM ingest_messages i ORDER BY i.uuid, i.is_sidechain, i.seq
+) d
 LEFT JOIN agents a
-    ON a.sdk_session_id = i.claude_session_id
-   AND coalesce(a.claude_agent_id, '') = coalesce(i.claude_agent_id, '')
-ORDER BY i.uuid, i.is_sidechain
+    ON a.sdk_session_id = d.claude_session_id
+   AND coalesce(a.claude_agent_id, '') = coalesce(d.claude_agent_id, '')
+ORDER BY d.seq
 ON CONFLICT (uuid) DO NOTHING
 """
 
@@ -633,7 +637,7 @@ SEARCH_MESSAGES = """
 SELECT m.claude_session_id, m.claude_agent_id, m.occurred_at, m.role, m.entry_type,
     coalesce(m.cwd, a.cwd) AS project, m.uuid,
     ts_headline('english', m.text, q,
-                'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=24, MinWords=8, MaxFragments=2')
+                'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=30, MinWords=10')
         AS snippet
 FROM messages m
 CROSS JOIN websearch_to_tsquery('english', %(query)s) q
@@ -657,7 +661,7 @@ SELECT_SESSION_MESSAGES = """
 SELECT uuid, parent_uuid, claude_agent_id, occurred_at, role, entry_type, model, cwd, prompt_id,
     tool_use_id, tool_name, spawned_agent_id, content, text, content_bytes, transforms
 FROM messages WHERE claude_session_id = %s
-ORDER BY occurred_at, id
+ORDER BY id
 """
 
 SELECT_SESSION_TURNS = """

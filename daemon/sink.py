@@ -197,8 +197,8 @@ class PostgresSink:
         """Insert archive rows inside the caller's transaction (the one that also commits the
         usage rows and the transcript offsets); returns how many were new."""
         with cur.copy(db.COPY_MESSAGES) as copy:
-            for row in rows:
-                copy.write_row(row.copy_row(self.host))
+            for seq, row in enumerate(rows):
+                copy.write_row((*row.copy_row(self.host), seq))
         cur.execute(db.INSERT_MESSAGES)
         return cur.rowcount
 
