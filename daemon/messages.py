@@ -172,8 +172,13 @@ class MessageArchive:
     def enabled(self) -> bool:
         return self.mode != "off"
 
-    def row(self, entry: dict[str, Any], prompt_id: str | None, path: str) -> MessageRow | None:
-        """The row of one decoded transcript entry, or None (bookkeeping, no uuid)."""
+    def row(
+        self, entry: dict[str, Any], prompt_id: str | None, path: str, line_bytes: int = 0
+    ) -> MessageRow | None:
+        """The row of one decoded transcript entry, or None (bookkeeping, no uuid).
+
+        `line_bytes` is the size of the line it was decoded from: an attachment's size.
+        """
         role = entry.get("type")
         uuid = _str(entry.get("uuid"))
         if uuid is None or role not in ROLES:
@@ -187,7 +192,7 @@ class MessageArchive:
             att_d: dict[str, Any] = att if isinstance(att, dict) else {}
             entry_type = _str(att_d.get("type")) or "attachment"
             content = {k: att_d[k] for k in ATTACHMENT_META_KEYS if k in att_d}
-            content["bytes"] = len(orjson.dumps(att_d))
+            content["bytes"] = line_bytes
         elif role == "system":
             entry_type = _str(entry.get("subtype")) or "system"
             content = {k: v for k, v in entry.items() if k not in SYSTEM_SKIP_KEYS}

@@ -207,7 +207,7 @@ def parse_lines(
         if entry.get("type") == "user" and isinstance(entry.get("promptId"), str):
             prompt_id = entry["promptId"]
         if messages is not None and archive is not None:
-            row = archive.row(entry, prompt_id, path)
+            row = archive.row(entry, prompt_id, path, pos - 1 - start)
             if row is not None:
                 messages.append(row)
         usage = usage_from_line(entry, prompt_id, path)
