@@ -196,21 +196,21 @@ def _line(e: Entry, full: bool, md: bool) -> str:  # noqa: PLR0911 - one return 
             return (
                 f"[{when}] {head}\n```json\n{pretty}\n```" if md else f"[{when}] {head}\n{pretty}"
             )
-        return f"[{when}] `{head}` {args}" if md else f"[{when}] {head}: {args}"
+        return f"- [{when}] `{head}` {args}" if md else f"[{when}] {head}: {args}"
     if e.entry_type == "tool_result":
         head = "← result"
         error = isinstance(e.content, dict) and e.content.get("is_error")
         head += " (error)" if error else ""
         if full:
             return f"[{when}] {head}\n```\n{body}\n```" if md else f"[{when}] {head}\n{body}"
-        return f"[{when}] {head}: {_fold(body)}"
+        return f"{'- ' if md else ''}[{when}] {head}: {_fold(body)}"
     if e.role == "attachment":
         return f"[{when}] [attachment {e.entry_type}, {e.content_bytes} bytes]"
     if e.role == "system":
         return f"[{when}] [system {e.entry_type}]" + (f" {_fold(body)}" if body else "")
     label = e.role if e.entry_type in ("prompt", "text") else f"{e.role} ({e.entry_type})"
     if md:
-        return f"**{label}** [{when}]\n\n{body}\n"
+        return f"\n**{label}** [{when}]\n\n{body}\n"
     return f"[{when}] {label}: {body}"
 
 
