@@ -48,6 +48,8 @@ BOOKKEEPING_TYPES = (
     "ai-title",
     "progress",
 )
+TOO_DEEP = "too_deep"  # transforms entry of a row whose content nests too deep to store
+TOO_DEEP_CONTENT = b'{"type":"too_deep"}'
 TEXT_CAP_BYTES = 256 * 1024  # most UTF-8 bytes of `text` per row (a tsvector holds at most 1 MB)
 ATTACHMENT_META_KEYS = ("type", "filename", "displayPath", "hookName", "hookEvent")
 SYSTEM_SKIP_KEYS = frozenset(
@@ -222,6 +224,41 @@ class MessageArchive:
                 entry_type = "prompt"
         if role == "user":
             prompt_id = _str(entry.get("promptId")) or prompt_id
+        try:
+            body, text, size, sha, transforms = self._stored(content, role)
+        except (RecursionError, orjson.JSONEncodeError):
+            # Nested deeper than orjson encodes (255 levels) or than Python recurses: the
+            # row keeps its place in the thread, its content does not fit.
+            body, text, size, sha, transforms = TOO_DEEP_CONTENT, None, line_bytes, None, [TOO_DEEP]
+        return MessageRow(
+            uuid=uuid,
+            parent_uuid=_str(entry.get("parentUuid")),
+            claude_session_id=_str(entry.get("sessionId")),
+            claude_agent_id=_str(entry.get("agentId")),
+            occurred_at=_time(entry.get("timestamp")),
+            role=role,
+            entry_type=entry_type,
+            model=model,
+            cwd=_str(entry.get("cwd")),
+            git_branch=_str(entry.get("gitBranch")),
+            prompt_id=prompt_id,
+            message_id=message_id,
+            tool_use_id=tool_use_id,
+            tool_name=tool_name,
+            spawned_agent_id=spawned,
+            is_sidechain=bool(entry.get("isSidechain")),
+            content=body.decode("utf-8"),
+            text=text,
+            content_bytes=size,
+            content_sha256=sha,
+            transforms=transforms or None,
+            transcript_path=path,
+        )
+
+    def _stored(
+        self, content: Any, role: str
+    ) -> tuple[bytes, str | None, int, str | None, list[str]]:
+        """(JSON to store, searchable text, original size, original sha256, transforms)."""
         body = original = orjson.dumps(content)
         size = len(body)
         transforms: list[str] = []
@@ -252,30 +289,7 @@ class MessageArchive:
                 text = _cap_text(plain_text(content)) or None
         if transforms and not private:
             sha = hashlib.sha256(original).hexdigest()
-        return MessageRow(
-            uuid=uuid,
-            parent_uuid=_str(entry.get("parentUuid")),
-            claude_session_id=_str(entry.get("sessionId")),
-            claude_agent_id=_str(entry.get("agentId")),
-            occurred_at=_time(entry.get("timestamp")),
-            role=role,
-            entry_type=entry_type,
-            model=model,
-            cwd=_str(entry.get("cwd")),
-            git_branch=_str(entry.get("gitBranch")),
-            prompt_id=prompt_id,
-            message_id=message_id,
-            tool_use_id=tool_use_id,
-            tool_name=tool_name,
-            spawned_agent_id=spawned,
-            is_sidechain=bool(entry.get("isSidechain")),
-            content=body.decode("utf-8"),
-            text=text,
-            content_bytes=size,
-            content_sha256=sha,
-            transforms=transforms or None,
-            transcript_path=path,
-        )
+        return body, text, size, sha, transforms
 
 
 def prune(conn: psycopg.Connection[Any], cutoff: datetime, *, dry_run: bool) -> int:
