@@ -26,9 +26,10 @@ from daemon import db
 from daemon.config import ARCHIVE_DEFAULT, ARCHIVE_MODES, Settings
 from daemon.events import NUL_MARKER, TRUNCATED, cap_strings, escape_nul
 from daemon.redaction import Redactor
+from daemon.schema import MESSAGE_ROLES
 
 UUID_KEY = b'"uuid"'  # lines without it carry no conversation (transcripts.parse_lines prefilter)
-ROLES = ("user", "assistant", "system", "attachment")
+ROLES = MESSAGE_ROLES  # the line types that carry conversation (messages.role)
 # Line types that are bookkeeping, never stored (docs/archive.md lists them).
 BOOKKEEPING_TYPES = (
     "api-request",
