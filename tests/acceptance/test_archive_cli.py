@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import psycopg
 
 from tests.acceptance.conftest import Env
 from tests.conftest import FIXTURES
@@ -116,3 +117,23 @@ def test_archive_show_prints_the_main_session_in_order(env: Env) -> None:
     assert all(line.startswith("  ┆ ") for line in nested)
     assert not [line for line in text if "attachment" in line]  # folded view leaves them out
     assert 1 == sum("$" in line for line in text if line.startswith("── turn"))
+
+
+def test_archive_prune_removes_messages_by_age(env: Env) -> None:
+    """`prune --older-than` deletes the archived rows older than the cutoff (the fixture's are
+    from 2026-11-23); --dry-run only counts them; token usage stays."""
+    backfilled(env)
+    with psycopg.connect(env.db_url) as conn:
+        rows = conn.execute("SELECT count(*) FROM messages").fetchone()
+    assert rows is not None
+    assert rows[0] > 0
+    dry = cli(env, "prune", "--older-than", "2d", "--dry-run")
+    assert 0 == dry.returncode, dry.stderr[-3000:]
+    assert f"would delete {rows[0]} messages rows older than" in dry.stdout
+    done = cli(env, "prune", "--older-than", "2d")
+    assert 0 == done.returncode, done.stderr[-3000:]
+    assert f"deleted {rows[0]} messages rows older than" in done.stdout
+    with psycopg.connect(env.db_url) as conn:
+        assert (0, 7) == conn.execute(
+            "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM token_usage)"
+        ).fetchone()
