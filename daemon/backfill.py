@@ -18,6 +18,7 @@ from typing import TextIO
 from daemon import config, db
 from daemon.database import migrated_sink
 from daemon.errors import ConfigError
+from daemon.messages import MessageArchive
 from daemon.transcripts import ReadStats, TranscriptReader
 
 PROGRESS_TTY_INTERVAL_S = 0.1  # redraw the bar at most this often on a terminal
@@ -105,6 +106,7 @@ class Summary:
     stats: ReadStats
     seconds: float
     unpriced: list[tuple[str, int]]
+    archive: str
 
     def render(self) -> str:
         s = self.stats
@@ -116,6 +118,7 @@ class Summary:
             f"{self.seconds:.1f} s ({mb / max(self.seconds, 1e-6):.1f} MB/s)",
             f"  responses: {s.responses} seen, {s.inserted} new, {s.updated} merged; "
             f"{s.resets} files re-read from the start, {s.missing} gone",
+            f"  messages (archive = {self.archive}): {s.messages} read, {s.archived} new",
         ]
         lines += [
             f"  warning: {count} responses of model {model!r} have no price: "
@@ -138,7 +141,9 @@ def run(settings: config.Settings, dirs: Sequence[Path]) -> Summary | None:
     total_bytes = sum(p.stat().st_size for p in files)
     t0 = time.monotonic()
     with migrated_sink(settings) as sink:
-        reader = TranscriptReader(sink, settings.host)
+        reader = TranscriptReader(
+            sink, settings.host, archive=MessageArchive.from_settings(settings)
+        )
         new = reader.register(files)
         bar = Progress(len(files), total_bytes)
         stats = reader.sync(only={str(p) for p in files}, progress=bar.update)
@@ -146,4 +151,6 @@ def run(settings: config.Settings, dirs: Sequence[Path]) -> Summary | None:
         unpriced = [
             (str(m), int(n)) for m, n in sink.connection().execute(db.SELECT_UNPRICED_MODELS)
         ]
-    return Summary(folders, len(files), new, stats, time.monotonic() - t0, unpriced)
+    return Summary(
+        folders, len(files), new, stats, time.monotonic() - t0, unpriced, settings.archive
+    )

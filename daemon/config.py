@@ -37,6 +37,10 @@ STATEMENT_TIMEOUT_MS = 30_000
 LOCK_TIMEOUT_MS = 10_000
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 60.0
+# The conversation archive (docs/archive.md): full text, metadata only (roles, times, tools,
+# sizes; no text), or no messages rows at all.
+ARCHIVE_MODES = ("full", "metadata", "off")
+ARCHIVE_DEFAULT = "full"
 LOG_FORMATS = ("auto", "json", "console")
 
 ENV_PREFIX = "SESSION_DB_"
@@ -221,6 +225,10 @@ class Settings:
     drop_tool_output: bool = _setting(
         False, _as_bool, "store no tool output (PostToolUse tool_response, PostToolUseFailure error)"
     )
+    archive: str = _setting(
+        ARCHIVE_DEFAULT, _as_str, "conversation archive (messages table): full, metadata (no text), off",
+        choices=ARCHIVE_MODES,
+    )  # fmt: skip
     backlog_warn_files: int = _setting(
         BACKLOG_WARN_FILES, _as_int, "warn when more spool files than this are waiting"
     )

@@ -587,3 +587,84 @@ SELECT_DEFAULT_MONTHS = sql.SQL(
 COUNT_PARTITION_ROWS = sql.SQL("SELECT count(*) FROM ONLY {partition}")
 COUNT_ROWS_BEFORE = sql.SQL("SELECT count(*) FROM ONLY {partition} WHERE occurred_at < %s")
 DROP_PARTITION = sql.SQL("DROP TABLE {partition}")
+
+# --- conversation archive (daemon/messages.py, daemon/conversations.py) ---------------------
+
+CREATE_MESSAGES_TABLE = """
+CREATE TEMPORARY TABLE IF NOT EXISTS ingest_messages (
+    uuid text, parent_uuid text, claude_session_id text, claude_agent_id text, host text,
+    occurred_at timestamptz, role text, entry_type text, model text, cwd text, git_branch text,
+    prompt_id text, message_id text, tool_use_id text, tool_name text, spawned_agent_id text,
+    is_sidechain boolean, content text, text text, content_bytes bigint, content_sha256 text,
+    transforms text[], transcript_path text, seq bigint
+) ON COMMIT DELETE ROWS
+"""
+
+COPY_MESSAGES = """
+COPY ingest_messages (uuid, parent_uuid, claude_session_id, claude_agent_id, host, occurred_at,
+    role, entry_type, model, cwd, git_branch, prompt_id, message_id, tool_use_id, tool_name,
+    spawned_agent_id, is_sidechain, content, text, content_bytes, content_sha256, transforms,
+    transcript_path, seq) FROM STDIN
+"""
+
+# One row per transcript uuid: a copy (resume, sidechain replay, a re-read) changes nothing; a
+# non-sidechain copy wins within a batch. Rows are inserted in reading order (seq), so `id`
+# follows the transcript's line order.
+INSERT_MESSAGES = """
+INSERT INTO messages (uuid, parent_uuid, claude_session_id, claude_agent_id, agent_id, host,
+    occurred_at, role, entry_type, model, cwd, git_branch, prompt_id, message_id, tool_use_id,
+    tool_name, spawned_agent_id, is_sidechain, content, text, content_bytes, content_sha256,
+    transforms, transcript_path)
+SELECT d.uuid, d.parent_uuid, d.claude_session_id, d.claude_agent_id, a.id, d.host,
+    d.occurred_at, d.role, d.entry_type, d.model, d.cwd, d.git_branch, d.prompt_id, d.message_id,
+    d.tool_use_id, d.tool_name, d.spawned_agent_id, d.is_sidechain, d.content::jsonb, d.text,
+    d.content_bytes, d.content_sha256, d.transforms, d.transcript_path
+FROM (
+    SELECT DISTINCT ON (i.uuid) i.* FROM ingest_messages i ORDER BY i.uuid, i.is_sidechain, i.seq
+) d
+LEFT JOIN agents a
+    ON a.sdk_session_id = d.claude_session_id
+   AND coalesce(a.claude_agent_id, '') = coalesce(d.claude_agent_id, '')
+ORDER BY d.seq
+ON CONFLICT (uuid) DO NOTHING
+"""
+
+PRUNE_MESSAGES = "DELETE FROM messages WHERE occurred_at < %s"
+COUNT_MESSAGES_BEFORE = "SELECT count(*) FROM messages WHERE occurred_at < %s"
+
+# Matches of a web-search query, newest first; snippets mark hits with \x01 … \x02.
+SEARCH_MESSAGES = """
+SELECT m.claude_session_id, m.claude_agent_id, m.occurred_at, m.role, m.entry_type,
+    coalesce(m.cwd, a.cwd) AS project, m.uuid,
+    ts_headline('english', m.text, q,
+                'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=30, MinWords=10')
+        AS snippet
+FROM messages m
+CROSS JOIN websearch_to_tsquery('english', %(query)s) q
+LEFT JOIN agents a ON a.id = m.agent_id
+WHERE m.search_vector @@ q
+  AND (%(since)s::timestamptz IS NULL OR m.occurred_at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR m.occurred_at < %(until)s::timestamptz)
+  AND (%(role)s::text IS NULL OR m.role = %(role)s::text)
+  AND (%(session)s::text IS NULL OR m.claude_session_id LIKE %(session)s::text || '%%')
+  AND (%(project)s::text IS NULL OR coalesce(m.cwd, a.cwd) LIKE '%%' || %(project)s::text || '%%')
+ORDER BY m.occurred_at DESC, m.id DESC
+LIMIT %(limit)s
+"""
+
+# Sessions whose id starts with the given text (`show` accepts a prefix).
+SELECT_MESSAGE_SESSIONS = """
+SELECT DISTINCT claude_session_id FROM messages WHERE claude_session_id LIKE %s || '%%' LIMIT 2
+"""
+
+SELECT_SESSION_MESSAGES = """
+SELECT uuid, parent_uuid, claude_agent_id, occurred_at, role, entry_type, model, cwd, prompt_id,
+    tool_use_id, tool_name, spawned_agent_id, content, text, content_bytes, transforms
+FROM messages WHERE claude_session_id = %s
+ORDER BY id
+"""
+
+SELECT_SESSION_TURNS = """
+SELECT prompt_id, duration_ms, tool_uses, input_tokens, output_tokens, cost_usd
+FROM conversation_turns WHERE claude_session_id = %s
+"""

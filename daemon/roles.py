@@ -38,6 +38,7 @@ VIEWS = (
     "agent_costs",
     "agent_timings",
     "claude_session_costs",
+    "conversation_turns",
     "daemon_status",
     "daily_costs",
     "session_costs",
@@ -48,11 +49,13 @@ VIEWS = (
     "turns",
 )
 
-# What the daemon writes, beyond SELECT on everything (daemon/db.py). Nothing is ever deleted.
+# What the daemon writes, beyond SELECT on everything (daemon/db.py). Nothing is ever deleted
+# (prune runs as the owner).
 WRITER_GRANTS = {
     "agent_logs": "INSERT, UPDATE (session_id)",  # update: back-filled workflow links only
     "agents": "INSERT, UPDATE",
     "daemon_heartbeats": "INSERT, UPDATE",
+    "messages": "INSERT",  # the conversation archive (daemon/messages.py); prune is the owner's
     "sessions": "INSERT, UPDATE",
     "token_usage": "INSERT, UPDATE",
     "transcript_files": "INSERT, UPDATE",

@@ -27,6 +27,7 @@ from daemon.config import BACKOFF_BASE_S, BACKOFF_CAP_S, WATCH_STEP_MS, Settings
 from daemon.errors import ConfigError, SchemaMismatchError, TransientDbError
 from daemon.events import Event
 from daemon.ingest import DrainStats, Ingestor
+from daemon.messages import MessageArchive
 from daemon.notify import notify, watchdog_interval_s
 from daemon.redaction import Redactor
 from daemon.sessions import SessionTracker, sessions_dir
@@ -197,7 +198,9 @@ class Service:
             pause_dir=self.settings.state_dir,
         )
         self.tracker = SessionTracker(self.sink, self.settings.host)
-        self.transcripts = TranscriptReader(self.sink, self.settings.host)
+        self.transcripts = TranscriptReader(
+            self.sink, self.settings.host, archive=MessageArchive.from_settings(self.settings)
+        )
         self.ingestor.on_event = self._note_event
 
     def shutdown(self) -> None:

@@ -17,6 +17,7 @@ import psycopg
 from daemon import db
 from daemon.config import LOCK_TIMEOUT_MS, Settings
 from daemon.events import END_EVENTS, SUBAGENT_END_EVENTS, Event
+from daemon.messages import MessageRow
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SESSIONS_SUBDIR = Path("agents") / "sessions"
@@ -169,6 +170,7 @@ class PostgresSink:
             )
             with db.transaction(self._conn) as cur:
                 cur.execute(db.CREATE_INGEST_TABLE)
+                cur.execute(db.CREATE_MESSAGES_TABLE)
         return self._conn
 
     def close(self) -> None:
@@ -188,6 +190,17 @@ class PostgresSink:
             if self._conn is not None and (self._conn.broken or self._conn.closed):
                 self.close()
             raise db.classify(exc) from exc
+
+    def write_messages(
+        self, cur: psycopg.Cursor[tuple[Any, ...]], rows: Iterable[MessageRow]
+    ) -> int:
+        """Insert archive rows inside the caller's transaction (the one that also commits the
+        usage rows and the transcript offsets); returns how many were new."""
+        with cur.copy(db.COPY_MESSAGES) as copy:
+            for seq, row in enumerate(rows):
+                copy.write_row((*row.copy_row(self.host), seq))
+        cur.execute(db.INSERT_MESSAGES)
+        return cur.rowcount
 
     def ping(self) -> None:
         """One round trip to the server; raises classified errors like write_events."""

@@ -35,6 +35,8 @@ import orjson
 import structlog
 
 from daemon import db
+from daemon.messages import UUID_KEY, MessageArchive, MessageRow
+from daemon.redaction import Redactor
 from daemon.schema import USAGE_COUNTERS
 from daemon.sink import PostgresSink
 
@@ -165,25 +167,36 @@ def usage_from_line(entry: dict[str, Any], prompt_id: str | None, path: str) -> 
 
 
 def parse_lines(
-    data: bytes, end: int, prompt_id: str | None, path: str
+    data: bytes,
+    end: int,
+    prompt_id: str | None,
+    path: str,
+    *,
+    archive: MessageArchive | None = None,
+    messages: list[MessageRow] | None = None,
 ) -> tuple[dict[tuple[str, str], Usage], str | None, int]:
     """The usages on the complete lines of `data[:end]` merged by key, the prompt id after
-    them, and how many of the lines parsed were unreadable.
+    them, and how many of the lines parsed were unreadable. With an enabled `archive`, the
+    conversation entries' rows are appended to `messages` in the same pass.
 
-    `data[end - 1]` must be a newline. Only lines holding USAGE_KEY or PROMPT_KEY are parsed.
+    `data[end - 1]` must be a newline. Only lines holding USAGE_KEY or PROMPT_KEY (and
+    UUID_KEY when archiving) are parsed.
     """
     merged: dict[tuple[str, str], Usage] = {}
     bad = pos = 0
-    usage_at = data.find(USAGE_KEY, 0, end)
-    prompt_at = data.find(PROMPT_KEY, 0, end)
-    while usage_at >= 0 or prompt_at >= 0:
-        hit = usage_at if prompt_at < 0 or 0 <= usage_at < prompt_at else prompt_at
+    if archive is None or not archive.enabled:
+        messages = None
+    keys = (USAGE_KEY, PROMPT_KEY) if messages is None else (USAGE_KEY, PROMPT_KEY, UUID_KEY)
+    found = [data.find(k, 0, end) for k in keys]
+    while True:
+        hit = min((f for f in found if f >= 0), default=-1)
+        if hit < 0:
+            break
         start = max(pos, data.rfind(b"\n", pos, hit) + 1)
         pos = data.find(b"\n", hit, end) + 1
-        if 0 <= usage_at < pos:
-            usage_at = data.find(USAGE_KEY, pos, end)
-        if 0 <= prompt_at < pos:
-            prompt_at = data.find(PROMPT_KEY, pos, end)
+        for i, f in enumerate(found):
+            if 0 <= f < pos:
+                found[i] = data.find(keys[i], pos, end)
         try:
             entry = orjson.loads(data[start : pos - 1])
         except orjson.JSONDecodeError:
@@ -193,6 +206,10 @@ def parse_lines(
             continue
         if entry.get("type") == "user" and isinstance(entry.get("promptId"), str):
             prompt_id = entry["promptId"]
+        if messages is not None and archive is not None:
+            row = archive.row(entry, prompt_id, path, pos - 1 - start)
+            if row is not None:
+                messages.append(row)
         usage = usage_from_line(entry, prompt_id, path)
         if usage is None:
             continue
@@ -232,9 +249,13 @@ class ReadStats:
     updated: int = 0
     resets: int = 0
     missing: int = 0
+    messages: int = 0  # conversation entries read (daemon/messages.py)
+    archived: int = 0  # … of which new rows in `messages`
 
     def add(self, other: ReadStats) -> None:
         for name in (
+            "messages",
+            "archived",
             "files",
             "bytes",
             "lines",
@@ -270,6 +291,7 @@ class _Batch:
     # Per agent, the model of its latest response (what FILL_AGENT_MODELS may set).
     models: dict[tuple[str, str | None], tuple[datetime | None, str]] = field(default_factory=dict)
     files: dict[str, _FileRead] = field(default_factory=dict)
+    messages: list[MessageRow] = field(default_factory=list)
     bytes: int = 0
 
     def add(self, usages: Iterable[Usage]) -> None:
@@ -328,8 +350,12 @@ class TranscriptReader:
         *,
         txn_max_files: int = TXN_MAX_FILES,
         txn_max_bytes: int = TXN_MAX_BYTES,
+        archive: MessageArchive | None = None,
     ) -> None:
         self.sink = sink
+        # The conversation archive; by default the `archive` setting's default (full, with
+        # the default redaction, no field cap): callers with settings pass theirs.
+        self.archive = archive if archive is not None else MessageArchive(redactor=Redactor())
         self.host = host
         self.chunk_bytes = chunk_bytes
         self.txn_max_files = txn_max_files
@@ -469,7 +495,14 @@ class TranscriptReader:
                     data += more
                 if not end:
                     break  # nothing, or only a partial last line: wait for the writer
-                usages, prompt_id, bad = parse_lines(data, end, prompt_id, state.path)
+                seen = len(batch.messages)
+                usages, prompt_id, bad = parse_lines(
+                    data, end, prompt_id, state.path, archive=self.archive, messages=batch.messages
+                )
+                for m in batch.messages[seen:]:
+                    if m.claude_session_id:
+                        batch.agents.add((m.claude_session_id, m.claude_agent_id))
+                total.messages += len(batch.messages) - seen
                 lines = data.count(b"\n", 0, end)
                 offset += end
                 read = batch.files.get(state.path)
@@ -508,13 +541,13 @@ class TranscriptReader:
         """
         if not batch.files:
             return
-        inserted = updated = 0
+        inserted = updated = archived = 0
         with self.sink.classified():
             conn = self.sink.connection()
             with db.transaction(conn) as cur:
                 if self._temp_table_on is not conn:
                     cur.execute(db.CREATE_USAGE_TABLE)
-                if batch.usages:
+                if batch.usages or batch.messages:
                     mains = sorted({sid for sid, _ in batch.agents})
                     subs = sorted((s, a) for s, a in batch.agents if a is not None)
                     for group in ([(s, None) for s in mains], subs):
@@ -523,6 +556,7 @@ class TranscriptReader:
                                 db.ENSURE_AGENTS,
                                 (self.host, [k[0] for k in group], [k[1] for k in group]),
                             )
+                if batch.usages:
                     with cur.copy(db.COPY_USAGE) as copy:
                         for u in batch.usages.values():
                             copy.write_row(
@@ -548,6 +582,8 @@ class TranscriptReader:
                                 [batch.models[k][1] for k in agents],
                             ),
                         )
+                if batch.messages:
+                    archived = self.sink.write_messages(cur, batch.messages)
                 reads = sorted(batch.files.values(), key=lambda r: r.state.path)
                 cur.execute(
                     db.UPDATE_TRANSCRIPT_OFFSETS,
@@ -569,6 +605,8 @@ class TranscriptReader:
             s.head_sha256, s.last_prompt_id, s.missing = r.head, r.prompt_id, False
         total.inserted += inserted
         total.updated += updated
+        total.archived += archived
+        batch.messages.clear()
         batch.usages.clear()
         batch.agents.clear()
         batch.models.clear()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from daemon.commands import (
+    archive,
     backfill,
     diagnose,
     hooks,
@@ -21,6 +22,7 @@ GROUPS: tuple[ModuleType, ...] = (
     upkeep,
     diagnose,
     backfill,
+    archive,
     prices,
     quarantine,
     setup,

