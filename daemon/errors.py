@@ -60,3 +60,7 @@ class RefusedInputError(SessionDbError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class RedactionBudgetError(SessionDbError):
+    """Redacting one payload took longer than its budget: quarantine it, never store it as sent."""

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from daemon.errors import RedactionBudgetError
+
 if TYPE_CHECKING:
     from daemon.redaction import Redactor
 
@@ -332,7 +334,10 @@ def parse(
                 transforms.append("nul_escaped")
                 obj_is_body = False
         if redactor is not None and redactor.active:
-            done = redactor.apply(body, event_type)
+            try:
+                done = redactor.apply(body, event_type)
+            except RedactionBudgetError as exc:
+                raise BadEvent("redaction_budget", str(exc)) from None
             if done.counts or done.dropped:
                 body, private, redactions = done.body, True, done.count
                 transforms += done.transforms
