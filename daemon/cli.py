@@ -586,7 +586,7 @@ class Progress:
 
 def cmd_backfill(settings: config.Settings, args: argparse.Namespace) -> int:
     from daemon import db
-    from daemon.transcripts import TranscriptReader
+    from daemon.transcripts import TranscriptReader, transcript_roots
 
     dirs = [d.expanduser().resolve() for d in args.dirs] or default_projects_dirs()
     missing = [d for d in dirs if not d.is_dir()]
@@ -611,7 +611,8 @@ def cmd_backfill(settings: config.Settings, args: argparse.Namespace) -> int:
     total_bytes = sum(p.stat().st_size for p in files)
     t0 = time.monotonic()
     with migrated_sink(settings) as sink:
-        reader = TranscriptReader(sink, settings.host)
+        # The folders named on the command line are read too (transcript_roots() are always).
+        reader = TranscriptReader(sink, settings.host, allowed_roots=[*transcript_roots(), *dirs])
         new = reader.register(files)
         progress = Progress(len(files), total_bytes)
         stats = reader.sync(only={str(p) for p in files}, progress=progress.update)

@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 
 from tests.acceptance.conftest import Daemon, Env, assert_oracle, run_hook, wait_for
+from tests.conftest import FIXTURES
 from tests.support.spoolwriter import encode, write_event
 
 
@@ -128,3 +129,85 @@ def test_json_numbers_beyond_orjson_stored_exactly(
     assert (True, big) == (row[1], row[2])
     assert {} == quarantine_reasons(env)
     assert_oracle(env, {row[0]})
+
+
+def database_text(env: Env) -> str:
+    """Every row of the tables a payload or a state file can reach, as text."""
+    with psycopg.connect(env.db_url) as conn:
+        return "\n".join(
+            str(row[0])
+            for table in ("agent_logs", "sessions", "token_usage", "transcript_files")
+            for row in conn.execute(f"SELECT t::text FROM {table} t")  # noqa: S608 - fixed names
+        )
+
+
+def test_transcript_paths_outside_claude_projects_are_refused(
+    env: Env, start_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    """A transcript_path outside the Claude config dirs' projects/ (here /etc/shadow and a real
+    transcript copied elsewhere) is never opened: one `transcript_refused` warning names each
+    path, no usage row comes from it; a transcript under projects/ is still read."""
+    env.extra["CLAUDE_CONFIG_DIR"] = str(tmp_path / "claude")
+    source = next((FIXTURES / "transcripts" / "main").glob("*.jsonl"))
+    outside = tmp_path / "elsewhere" / "stolen.jsonl"
+    inside = tmp_path / "claude" / "projects" / "p" / "ok.jsonl"
+    for copy in (outside, inside):
+        copy.parent.mkdir(parents=True)
+        copy.write_bytes(source.read_bytes())
+    accepted = set()
+    for i, path in enumerate(("/etc/shadow", str(outside), str(inside))):
+        payload = json.dumps(
+            {"hook_event_name": "Stop", "session_id": f"s-{i}", "transcript_path": path}
+        ).encode()
+        accepted.add(write_event(env.spool, payload, event="Stop"))
+    daemon = start_daemon()
+    wait_for(lambda: env.rows() == 3, timeout=20, what="3 rows")
+    wait_for(
+        lambda: env.rows("SELECT count(DISTINCT transcript_path) FROM token_usage") >= 1,
+        timeout=20,
+        what="usage from the transcript under projects/",
+    )
+    wait_for(
+        lambda: len([e for e in daemon.events() if e.get("event") == "transcript_refused"]) >= 2,
+        timeout=20,
+        what="two transcript_refused warnings",
+    )
+    assert 0 == daemon.stop()
+    refused = [e["path"] for e in daemon.events() if e.get("event") == "transcript_refused"]
+    assert sorted(["/etc/shadow", str(outside)]) == sorted(refused)  # once each
+    with psycopg.connect(env.db_url) as conn:
+        read_from = {r[0] for r in conn.execute("SELECT DISTINCT transcript_path FROM token_usage")}
+        opened = {
+            r[0]
+            for r in conn.execute("SELECT path FROM transcript_files WHERE file_ino IS NOT NULL")
+        }
+    assert ({str(inside)}, set()) == (read_from, opened & {"/etc/shadow", str(outside)})
+    assert_oracle(env, accepted)
+
+
+def test_state_json_symlink_not_followed_and_state_redacted(
+    env: Env, start_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    """A state.json that is a symlink is not followed (its target, a token, reaches no table);
+    a regular state.json is stored with its secrets redacted like a hook payload."""
+    root = tmp_path / "proj"
+    sessions = root / "agents" / "sessions"
+    (sessions / "linked").mkdir(parents=True)
+    (sessions / "plain").mkdir(parents=True)
+    target = tmp_path / "token.json"
+    target.write_text(json.dumps({"slug": "linked", "status": "build", "note": "tok-LINKED-0001"}))
+    (sessions / "linked" / "state.json").symlink_to(target)
+    secret = "hunter2-PLAIN-0002"
+    (sessions / "plain" / "state.json").write_text(
+        json.dumps({"slug": "plain", "status": "build", "db_password": secret})
+    )
+    daemon = start_daemon(SESSION_DB_WATCH=str(root))
+    daemon.wait_logged("state_applied")
+    daemon.wait_logged("state_unreadable")
+    assert 0 == daemon.stop()
+    with psycopg.connect(env.db_url) as conn:
+        slugs = [r[0] for r in conn.execute("SELECT slug FROM sessions ORDER BY slug")]
+        state = conn.execute("SELECT state->>'db_password' FROM sessions").fetchone()
+    dump = database_text(env)
+    assert (["plain"], ("[REDACTED:key_name]",)) == (slugs, state)
+    assert ("tok-LINKED-0001" not in dump, secret not in dump) == (True, True)
