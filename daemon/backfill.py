@@ -19,7 +19,7 @@ from daemon import config, db
 from daemon.database import migrated_sink
 from daemon.errors import ConfigError
 from daemon.messages import MessageArchive
-from daemon.transcripts import ReadStats, TranscriptReader
+from daemon.transcripts import ReadStats, TranscriptReader, transcript_roots
 
 PROGRESS_TTY_INTERVAL_S = 0.1  # redraw the bar at most this often on a terminal
 PROGRESS_LINE_INTERVAL_S = 5.0  # one progress line this often when stderr is a file or pipe
@@ -141,9 +141,11 @@ def run(settings: config.Settings, dirs: Sequence[Path]) -> Summary | None:
     total_bytes = sum(p.stat().st_size for p in files)
     t0 = time.monotonic()
     with migrated_sink(settings) as sink:
+        # The folders named on the command line are read too (transcript_roots() are always).
         reader = TranscriptReader(
-            sink, settings.host, archive=MessageArchive.from_settings(settings)
-        )
+            sink, settings.host, archive=MessageArchive.from_settings(settings),
+            allowed_roots=[*transcript_roots(), *folders],
+        )  # fmt: skip
         new = reader.register(files)
         bar = Progress(len(files), total_bytes)
         stats = reader.sync(only={str(p) for p in files}, progress=bar.update)

@@ -48,3 +48,19 @@ class UnknownDbError(SessionDbError):
     def __init__(self, message: str, sqlstate: str | None) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
+
+
+class RefusedInputError(SessionDbError):
+    """A spool file that cannot be an event (not a regular file, too large): quarantine it.
+
+    `reason` is the machine-readable quarantine reason, `detail` says why.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class RedactionBudgetError(SessionDbError):
+    """Redacting one payload took longer than its budget: quarantine it, never store it as sent."""

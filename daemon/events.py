@@ -33,11 +33,15 @@ to agents, sessions and watched roots.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from daemon.errors import RedactionBudgetError
 
 if TYPE_CHECKING:
     from daemon.redaction import Redactor
@@ -104,6 +108,44 @@ class Event:
     @property
     def truncated(self) -> bool:
         return self.transforms is not None and TRUNCATED in self.transforms
+
+
+# orjson decodes numbers as 64-bit integers or doubles and refuses valid JSON numbers beyond
+# them (1e400, a 1000-digit integer); its message for that case starts with this.
+ORJSON_NUMBER_ERROR = "number "
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(body: bytes) -> Any:
+    """Decode JSON text: orjson, else (only for a number orjson cannot hold) the standard
+    library with every number as an exact Decimal. The JSON text itself is what gets stored,
+    so such numbers reach jsonb (numeric) exactly as written. Raises orjson.JSONDecodeError."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if not str(exc).startswith(ORJSON_NUMBER_ERROR):
+            raise
+        try:
+            return json.loads(
+                body, parse_float=Decimal, parse_int=Decimal, parse_constant=_reject_constant
+            )
+        except (ValueError, RecursionError):
+            raise exc from None
+
+
+def _fragment(value: Any) -> orjson.Fragment:
+    """orjson `default`: a Decimal from the fallback parser, written as a JSON number."""
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def dumps(value: Any) -> bytes:
+    """orjson.dumps that also writes the exact Decimals of `loads`."""
+    return orjson.dumps(value, default=_fragment)
 
 
 def escape_nul(value: Any) -> Any:
@@ -276,7 +318,7 @@ def parse(
         transforms.append("bom_stripped")
     if body.strip():
         try:
-            decoded = orjson.loads(body)
+            decoded = loads(body)
         except orjson.JSONDecodeError as exc:
             raise BadEvent("json_decode", str(exc), retryable=not header) from None
         if not isinstance(decoded, dict):
@@ -292,22 +334,23 @@ def parse(
                 transforms.append("nul_escaped")
                 obj_is_body = False
         if redactor is not None and redactor.active:
-            done = redactor.apply(body, event_type)
+            try:
+                done = redactor.apply(body, event_type)
+            except RedactionBudgetError as exc:
+                raise BadEvent("redaction_budget", str(exc)) from None
             if done.counts or done.dropped:
                 body, private, redactions = done.body, True, done.count
                 transforms += done.transforms
-                obj = orjson.loads(body)  # the columns come from what is stored
+                obj = loads(body)  # the columns come from what is stored
                 obj_is_body = True
                 event_type = _event_type(header, obj)
         if field_cap_bytes and len(body) > field_cap_bytes:
             try:
-                capped, cut = cap_strings(
-                    obj if obj_is_body else orjson.loads(body), field_cap_bytes
-                )
+                capped, cut = cap_strings(obj if obj_is_body else loads(body), field_cap_bytes)
                 if cut:
-                    # Re-encoded: integers beyond 64 bits become floats here; the original is
-                    # kept on disk.
-                    body = orjson.dumps(capped)
+                    # Re-encoded: integers beyond 64 bits become floats here (unless orjson
+                    # refused them: those stay exact); the original is kept on disk.
+                    body = dumps(capped)
                     transforms += [TRUNCATED, *(f"{TRUNCATED}:{p}" for p in cut)]
             except (RecursionError, orjson.JSONEncodeError) as exc:
                 # orjson encodes at most 255 levels and cap_strings recurses: a deeply nested

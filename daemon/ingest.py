@@ -17,11 +17,19 @@ from pathlib import Path
 
 import structlog
 
-from daemon.errors import PermanentRowError, UnknownDbError
+from daemon.errors import PermanentRowError, RefusedInputError, UnknownDbError
 from daemon.events import BadEvent, Event, parse
 from daemon.redaction import Redactor
 from daemon.sink import PostgresSink
-from daemon.spool import Spool, SpoolEntry
+from daemon.spool import (
+    NOT_REGULAR,
+    TOO_LARGE,
+    UNDECODABLE_NAME,
+    Spool,
+    SpoolEntry,
+    file_type,
+    printable_name,
+)
 
 log = structlog.get_logger("session_db.ingest")
 
@@ -169,10 +177,16 @@ class Ingestor:
         events = prepared.events
         now = time.time()
         for entry in batch:
-            if entry.size > self.max_file_bytes:
-                detail = f"{entry.size} bytes, over max_file_bytes={self.max_file_bytes}; not read"
+            refused = self._refuse(entry)
+            if refused is not None:
                 prepared.quarantined += self.spool.quarantine_file(
-                    entry.name, "too_large", detail, size=entry.size
+                    entry.name, *refused, size=entry.size
+                )
+                log.warning(
+                    "event_quarantined",
+                    file=printable_name(entry.name),
+                    reason=refused[0],
+                    detail=refused[1],
                 )
                 continue
             retry_at = self._unreadable.get(entry.name)
@@ -180,9 +194,15 @@ class Ingestor:
                 stats.deferred += 1
                 continue
             try:
-                data = self.spool.read(entry.name, entry.size)
+                data = self.spool.read(entry.name, entry.size, self.max_file_bytes)
             except FileNotFoundError:
                 continue  # settled by another daemon
+            except RefusedInputError as exc:  # swapped for a FIFO/device, or grew, after the scan
+                prepared.quarantined += self.spool.quarantine_file(
+                    entry.name, exc.reason, exc.detail
+                )
+                log.warning("event_quarantined", file=entry.name, reason=exc.reason)
+                continue
             except OSError as exc:
                 if exc.errno == errno.ELOOP:  # a symlink planted in new/
                     prepared.quarantined += self.spool.quarantine_file(
@@ -216,10 +236,28 @@ class Ingestor:
                 continue
             if self._first_seen:
                 self._first_seen.pop(entry.name, None)
-            if event.truncated and self.keep_originals:
-                self.spool.keep_original(entry.name)
+            if event.truncated and self.keep_originals and not self.spool.keep_original(entry.name):
+                continue  # vanished: another daemon settled it
             events.append(event)
         return prepared
+
+    def _refuse(self, entry: SpoolEntry) -> tuple[str, str] | None:
+        """(reason, detail) for a file that must be quarantined unread, judged from the scan's
+        lstat and name: a FIFO would block the open, a socket cannot be opened at all, a device
+        reads without end, and a non-UTF-8 name cannot become an event_uid."""
+        if not entry.decodable:
+            return (
+                UNDECODABLE_NAME,
+                f"file name {printable_name(entry.name)!r} is not UTF-8; not read",
+            )
+        if not entry.regular:
+            return NOT_REGULAR, f"file type {file_type(entry.mode)}; not read"
+        if entry.size > self.max_file_bytes:
+            return (
+                TOO_LARGE,
+                f"{entry.size} bytes, over max_file_bytes={self.max_file_bytes}; not read",
+            )
+        return None
 
     def _wait(
         self, future: Future[Outcome], prepared: Prepared, tick: Callable[[], bool]

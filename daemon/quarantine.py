@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from daemon.events import BadEvent, parse
-from daemon.spool import REASON_SUFFIX, Spool, fsync_dir
+from daemon.spool import REASON_SUFFIX, Spool, fsync_dir, printable_name
 
 DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -67,7 +67,7 @@ def entries(spool: Spool) -> list[Entry]:
             record = {"reason": "unknown", "detail": "reason file missing or unreadable"}
         out.append(
             Entry(
-                name=name,
+                name=printable_name(name),  # a non-UTF-8 name shown as \\xNN, not a crash
                 size=st.st_size,
                 reason=str(record.get("reason", "unknown")),
                 detail=str(record.get("detail", "")),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,14 +25,45 @@ import structlog
 from psycopg.types.json import Jsonb
 
 from daemon import db
-from daemon.errors import TransientDbError
+from daemon.errors import RedactionBudgetError, TransientDbError
 from daemon.events import NUL_MARKER, escape_nul, escape_nul_json
+from daemon.redaction import Redactor
 from daemon.schema import AGENT_STATUSES, SESSION_STATUSES, SESSION_TYPES
 from daemon.sink import PostgresSink, ns_to_datetime
 
 log = structlog.get_logger("session_db.sessions")
 
 STATE_FILE = "state.json"
+STATE_MAX_BYTES = 64 * 2**20  # a state.json larger than this is not read (warned once)
+# A planted symlink fails with ELOOP (never followed); a FIFO does not block the open.
+STATE_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class StateRefused(OSError):
+    """A state.json that is not a regular file of at most STATE_MAX_BYTES."""
+
+
+def read_state(path: Path, limit: int = STATE_MAX_BYTES) -> bytes:
+    """The bytes of a regular state.json, never through a symlink (OSError otherwise)."""
+    fd = os.open(path, STATE_READ_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StateRefused(f"{path} is not a regular file")
+        if st.st_size > limit:
+            raise StateRefused(f"{path} is {st.st_size} bytes, over {limit}")
+        chunks = []
+        total = 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise StateRefused(f"{path} grew over {limit} bytes")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 AGENT_ID_NAMESPACE = uuid.UUID("5e55104d-b0c5-4a0e-9d1b-5e55104db0c5")
 
 
@@ -114,9 +146,12 @@ class SyncResult:
 class SessionTracker:
     """Applies each new state.json content once; remembers hashes of what it has seen."""
 
-    def __init__(self, sink: PostgresSink, host: str) -> None:
+    def __init__(self, sink: PostgresSink, host: str, redactor: Redactor | None = None) -> None:
         self.sink = sink
         self.host = host
+        # State is redacted like hook payloads. Default: the built-in rules (the daemon should
+        # pass Redactor.from_settings so that redact_keys/redact_patterns apply here too).
+        self.redactor = Redactor() if redactor is None else redactor
         self._seen: dict[Path, str] = {}  # path → sha256 last handled (applied, or invalid)
         self._warned: set[tuple[str, str]] = set()
 
@@ -125,7 +160,7 @@ class SessionTracker:
         results = []
         for path in state_files(roots):
             try:
-                data = path.read_bytes()
+                data = read_state(path)
             except OSError as exc:
                 self._warn_once(str(path), "unreadable", "state_unreadable", error=str(exc))
                 continue
@@ -178,6 +213,11 @@ class SessionTracker:
         if session_type not in SESSION_TYPES:
             session_type = None
         stored, _ = escape_nul_json(raw) if NUL_MARKER in raw else (raw, False)
+        try:
+            stored = self.redactor.redact(stored).body
+        except RedactionBudgetError as exc:
+            self._warn_once(str(path), sha, "state_rejected", error=str(exc))
+            return None
         conn = self.sink.connection()
         with db.transaction(conn) as cur:
             cur.execute(db.SELECT_SESSION_STATE, (self.host, slug))

@@ -18,12 +18,17 @@ from pathlib import Path
 
 import orjson
 
-from daemon.errors import ConfigError, FatalIOError
+from daemon.errors import ConfigError, FatalIOError, RefusedInputError
 
 SUBDIRS = ("tmp", "new", "quarantine", "originals")
 REASON_SUFFIX = ".reason.json"
 DIR_MODE = 0o700
-READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC  # a planted symlink fails with ELOOP
+# A planted symlink fails with ELOOP; O_NONBLOCK: opening a planted FIFO returns at once
+# instead of waiting for a writer (fstat then refuses it).
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+NOT_REGULAR = "not_a_regular_file"  # quarantine reason: FIFO, socket, device node
+UNDECODABLE_NAME = "undecodable_name"  # quarantine reason: a file name that is not UTF-8
+TOO_LARGE = "too_large"  # quarantine reason: over max_file_bytes
 READ_CHUNK_BYTES = 1 << 20  # read size when the file's size is not known or it grew
 
 
@@ -31,9 +36,20 @@ READ_CHUNK_BYTES = 1 << 20  # read size when the file's size is not known or it 
 class SpoolEntry:
     """A file seen in `new/` by the last scan."""
 
-    name: str
+    name: str  # os.fsdecode of the bytes: a non-UTF-8 name holds lone surrogates
     size: int
     mtime_ns: int
+    mode: int = stat.S_IFREG  # lstat's st_mode: the file type decides before any open
+
+    @property
+    def regular(self) -> bool:
+        """A regular file or a symlink (the read refuses a symlink with ELOOP)."""
+        return stat.S_ISREG(self.mode) or stat.S_ISLNK(self.mode)
+
+    @property
+    def decodable(self) -> bool:
+        """The name is UTF-8 (it can become an event_uid, a text column)."""
+        return is_utf8_name(self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +124,7 @@ class Spool:
                     continue  # settled by another daemon meanwhile
                 if stat.S_ISDIR(st.st_mode):
                     continue  # not an event; left alone
-                entries.append(SpoolEntry(de.name, st.st_size, st.st_mtime_ns))
+                entries.append(SpoolEntry(de.name, st.st_size, st.st_mtime_ns, st.st_mode))
         entries.sort(key=lambda e: e.name)
         return entries
 
@@ -121,17 +137,30 @@ class Spool:
             len(entries), sum(e.size for e in entries), max(0.0, time.time() - oldest / 1e9)
         )
 
-    def read(self, name: str, size_hint: int = 0) -> bytes:
-        """The file's bytes, never following a symlink (raises OSError, ELOOP for a link)."""
+    def read(self, name: str, size_hint: int = 0, limit: int = 2**62) -> bytes:
+        """The file's bytes, never following a symlink (raises OSError, ELOOP for a link).
+
+        Opened non-blocking and checked with fstat, so a FIFO or device planted (or swapped in
+        after the scan) raises RefusedInputError(not_a_regular_file) instead of hanging or
+        reading without end; more than `limit` bytes raise RefusedInputError(too_large).
+        """
         fd = os.open(name, READ_FLAGS, dir_fd=self._new_fd())
         try:
-            data = os.read(fd, size_hint + 1 if size_hint else READ_CHUNK_BYTES)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise RefusedInputError(NOT_REGULAR, f"file type {file_type(st.st_mode)}; not read")
+            want = min(size_hint + 1 if size_hint else READ_CHUNK_BYTES, limit + 1)
+            data = os.read(fd, want)
             if size_hint and len(data) <= size_hint:
                 return data  # one read covered the whole file (it did not grow)
             chunks = [data]
-            while data:
-                data = os.read(fd, READ_CHUNK_BYTES)
+            total = len(data)
+            while data and total <= limit:
+                data = os.read(fd, min(READ_CHUNK_BYTES, limit + 1 - total))
                 chunks.append(data)
+                total += len(data)
+            if total > limit:
+                raise RefusedInputError(TOO_LARGE, f"over max_file_bytes={limit} while reading")
             return b"".join(chunks)
         finally:
             os.close(fd)
@@ -174,7 +203,7 @@ class Spool:
         if not os.path.lexists(src):
             return False
         record = {
-            "name": name,
+            "name": printable_name(name),
             "reason": reason,
             "detail": detail,
             "quarantined_at": time.time(),
@@ -195,21 +224,30 @@ class Spool:
             raise FatalIOError(f"cannot quarantine {src}: {exc}") from exc
         return True
 
-    def keep_original(self, name: str) -> None:
+    def keep_original(self, name: str) -> bool:
         """Hard-link `new/<name>` into `originals/` (same filesystem: no copy) before its row commits.
 
-        A repeat after a crash finds the link already there. Failing to keep it is fatal: the row
-        will hold a truncated payload and the promise is that the original is not dropped.
+        A repeat after a crash finds the link already there. False if `new/<name>` has vanished:
+        another daemon settled it (its row committed, so it kept the original first). Any other
+        failure is fatal: the row would hold a truncated payload and the promise is that the
+        original is not dropped.
         """
         try:
             os.link(self.new / name, self.originals / name)
             fsync_dir(self.originals)
         except FileExistsError:
             pass
+        except FileNotFoundError:
+            if not os.path.lexists(self.new / name):
+                return False
+            raise FatalIOError(
+                f"cannot keep the original of {self.new / name}: originals/ is gone"
+            ) from None
         except OSError as exc:
             raise FatalIOError(
                 f"cannot keep the original of {self.new / name} in {self.originals}: {exc}"
             ) from exc
+        return True
 
     def quarantined(self) -> Iterator[str]:
         """Names of quarantined event files (not their sidecars)."""
@@ -263,6 +301,38 @@ class Spool:
         except OSError as exc:
             raise FatalIOError(f"cannot quarantine orphan {src}: {exc}") from exc
         return "quarantined"
+
+
+def is_utf8_name(name: str) -> bool:
+    """Whether a name from os.listdir/os.scandir (surrogateescape) is valid UTF-8."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable_name(name: str) -> str:
+    """A name safe for JSON and logs: undecodable bytes become `\\xNN` (backslashreplace)."""
+    if is_utf8_name(name):
+        return name
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def file_type(mode: int) -> str:
+    """A word for the file type of an st_mode (for reasons and logs)."""
+    for test, word in (
+        (stat.S_ISFIFO, "fifo"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character_device"),
+        (stat.S_ISBLK, "block_device"),
+        (stat.S_ISLNK, "symlink"),
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISREG, "regular"),
+    ):
+        if test(mode):
+            return word
+    return f"mode_{stat.S_IFMT(mode):o}"
 
 
 def write_durably(path: Path, data: bytes) -> None:

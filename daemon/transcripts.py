@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +51,35 @@ USAGE_KEY = b'"usage"'  # lines without one of these two keys are not parsed (mo
 PROMPT_KEY = b'"promptId"'
 SYNTHETIC_MODEL = "<synthetic>"
 TRIGGER_EVENTS = frozenset({"Stop", "SubagentStop", "PreCompact", "SessionEnd"})
+# Transcript paths come from hook payloads, which anyone who can write the spool controls: only
+# regular files below these roots are read (the Claude config dirs' projects/, plus these).
+TRANSCRIPT_ROOTS_ENV = "SESSION_DB_TRANSCRIPT_ROOTS"  # os.pathsep-separated extra roots
+# Non-blocking: a FIFO planted under projects/ does not hang the open (fstat then refuses it).
+TRANSCRIPT_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
+
+
+def transcript_roots(env: Mapping[str, str] | None = None) -> list[Path]:
+    """Where transcripts may be read: each `$CLAUDE_CONFIG_DIR` (comma list), else `~/.claude`
+    and `~/.config/claude`, with `projects/` appended; then `$SESSION_DB_TRANSCRIPT_ROOTS`.
+    Resolved (a symlinked ~/.claude counts as its target); they need not exist yet."""
+    env = os.environ if env is None else env
+    home = Path(env.get("HOME") or Path.home())
+    bases = [Path(p.strip()).expanduser() for p in env.get("CLAUDE_CONFIG_DIR", "").split(",")]
+    bases = [b for b in bases if str(b) not in ("", ".")] or [
+        home / ".claude",
+        home / ".config" / "claude",
+    ]
+    roots = [b / "projects" for b in bases]
+    roots += [
+        Path(p).expanduser() for p in env.get(TRANSCRIPT_ROOTS_ENV, "").split(os.pathsep) if p
+    ]
+    return [Path(os.path.realpath(r)) for r in roots]
+
+
+def within(path: Path, roots: Iterable[Path]) -> bool:
+    """Whether `path`, with every symlink resolved, lies below one of the (resolved) roots."""
+    real = Path(os.path.realpath(path))
+    return any(real.is_relative_to(r) and real != r for r in roots)
 
 
 @dataclass(slots=True)
@@ -351,11 +381,19 @@ class TranscriptReader:
         txn_max_files: int = TXN_MAX_FILES,
         txn_max_bytes: int = TXN_MAX_BYTES,
         archive: MessageArchive | None = None,
+        allowed_roots: Iterable[Path] | None = None,
     ) -> None:
         self.sink = sink
         # The conversation archive; by default the `archive` setting's default (full, with
         # the default redaction, no field cap): callers with settings pass theirs.
         self.archive = archive if archive is not None else MessageArchive(redactor=Redactor())
+        # None: transcript_roots() of this process's environment.
+        self.allowed_roots = (
+            transcript_roots()
+            if allowed_roots is None
+            else [Path(os.path.realpath(r)) for r in allowed_roots]
+        )
+        self._refused: set[str] = set()  # paths already warned about (one warning each)
         self.host = host
         self.chunk_bytes = chunk_bytes
         self.txn_max_files = txn_max_files
@@ -441,10 +479,13 @@ class TranscriptReader:
         subagent transcripts found beside it."""
         path = Path(state.path)
         discovered: set[str] = set()
+        if not within(path, self.allowed_roots):
+            self._refuse(state.path, "outside_transcript_roots")
+            return discovered
         if path.suffix == ".jsonl" and "subagents" not in path.parts:
             discovered = {str(p) for p in subagent_files(path)}
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(os.path.realpath(path), TRANSCRIPT_OPEN_FLAGS)
         except FileNotFoundError:
             if not state.missing:
                 self._mark_missing(state.path)
@@ -456,6 +497,9 @@ class TranscriptReader:
             return discovered
         try:
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                self._refuse(state.path, "not_a_regular_file")
+                return discovered
             head = _first_line_sha(fd)
             replaced = (
                 (
@@ -531,6 +575,17 @@ class TranscriptReader:
             return discovered
         finally:
             os.close(fd)
+
+    def _refuse(self, path: str, reason: str) -> None:
+        """One warning per path that is never read (outside the roots, or not a regular file)."""
+        if path not in self._refused:
+            self._refused.add(path)
+            log.warning(
+                "transcript_refused",
+                path=path,
+                reason=reason,
+                roots=[str(r) for r in self.allowed_roots],
+            )
 
     def _commit(self, batch: _Batch, total: ReadStats) -> None:
         """One transaction: the batch's rows, its agents, and every file's new offset; then

@@ -41,6 +41,7 @@ def costs(env: Env) -> dict[str, Decimal]:
 
 def test_ingest_once_reads_transcripts_named_by_events(env: Env) -> None:
     """Hook events carry transcript_path; `ingest --once` reads those files (and subagents/) into costs."""
+    env.extra["CLAUDE_CONFIG_DIR"] = str(env.root)  # transcripts are read below its projects/
     projects = env.root / "projects"
     for scenario in ("main", "perm", "extras"):
         shutil.copytree(FIXTURES / "transcripts" / scenario, projects / scenario)
@@ -114,6 +115,7 @@ def test_prices_cli_lists_and_adds_effective_dated_rows(env: Env) -> None:
 def test_daemon_reads_transcript_when_a_stop_arrives(env: Env, start_daemon: Any) -> None:
     """A Stop/SubagentStop/SessionEnd event makes the running daemon read that session's transcripts at
     once, without waiting for the periodic scan (set to a minute here)."""
+    env.extra["CLAUDE_CONFIG_DIR"] = str(env.root)  # transcripts are read below its projects/
     daemon = start_daemon(SESSION_DB_SCAN_INTERVAL_S="60")
     daemon.wait_logged("database_up")
     projects = env.root / "projects"

@@ -38,7 +38,7 @@ def read_main(sink: PostgresSink, tmp_path: Path) -> list[dict[str, Any]]:
     work = tmp_path / "main"
     shutil.copytree(FIXTURES / "transcripts" / "main", work)
     files = sorted(work.rglob("*.jsonl"))
-    reader = TranscriptReader(sink, "test-host")
+    reader = TranscriptReader(sink, "test-host", allowed_roots=[tmp_path])
     reader.register(files)
     reader.sync()
     return [orjson.loads(x) for p in files for x in p.read_bytes().splitlines()]

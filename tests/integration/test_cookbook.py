@@ -98,7 +98,7 @@ def fixture_db(postgresql_proc: object, tmp_path_factory: pytest.TempPathFactory
             SessionTracker(sink, HOST).sync([tmp / "project"])
             transcripts = tmp / "transcripts"
             shutil.copytree(FIXTURES / "transcripts", transcripts)
-            reader = TranscriptReader(sink, HOST)
+            reader = TranscriptReader(sink, HOST, allowed_roots=[transcripts])
             reader.register(sorted(transcripts.rglob("*.jsonl")))
             reader.sync()
         finally:

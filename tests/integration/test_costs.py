@@ -28,8 +28,8 @@ def query(url: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
 
 
 @pytest.fixture
-def reader(sink: PostgresSink) -> TranscriptReader:
-    return TranscriptReader(sink, "test-host")
+def reader(sink: PostgresSink, tmp_path: Path) -> TranscriptReader:
+    return TranscriptReader(sink, "test-host", allowed_roots=[tmp_path])
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ def test_costs_reading_twice_changes_nothing(
     load(reader, copies / "main")
     before = query(db_url, "SELECT * FROM token_usage ORDER BY id")
     again = reader.sync()
-    fresh = TranscriptReader(reader.sink, "test-host")
+    fresh = TranscriptReader(reader.sink, "test-host", allowed_roots=reader.allowed_roots)
     fresh.register(sorted((copies / "main").rglob("*.jsonl")))
     third = fresh.sync()
     assert (0, 0, 0, 0) == (again.inserted, again.updated, third.inserted, third.updated)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,10 @@ def sink(db_url: str) -> Iterator[PostgresSink]:
 
 
 def read(sink: PostgresSink, files: list[Path], archive: MessageArchive | None = None) -> Any:
-    reader = TranscriptReader(sink, HOST, archive=archive)
+    # The copies live below the temporary directory, not below a Claude projects/ folder.
+    reader = TranscriptReader(
+        sink, HOST, archive=archive, allowed_roots=[Path(tempfile.gettempdir())]
+    )
     reader.register(files)
     return reader.sync()
 
@@ -149,7 +153,9 @@ def test_messages_survive_deletion_and_resume_adds_nothing(
     kept = query(db_url, "SELECT uuid, content, text FROM messages WHERE uuid = ANY(%s) ORDER BY uuid",
                  ([r[0] for r in before],))  # fmt: skip
     assert before == kept
-    TranscriptReader(sink, HOST).sync()  # notices the deleted files
+    TranscriptReader(
+        sink, HOST, allowed_roots=[Path(tempfile.gettempdir())]
+    ).sync()  # notices the deleted files
     assert query(db_url, "SELECT count(*) FROM transcript_files WHERE missing_since IS NULL") == [
         (0,)
     ]

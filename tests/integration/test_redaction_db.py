@@ -200,3 +200,64 @@ def test_redaction_switched_off_stores_payloads_verbatim(tmp_path: Path, db_url:
         assert transforms is None
     assert 0 == stats.redactions == sum(b["redactions"] for b in batches)
     assert ANTHROPIC in database_text(db_url)
+
+
+# Issue 12 item 7: one secret, every JSON spelling. (name, payload text as sent, secret part)
+SPELLINGS = [
+    ("plain", '{"prompt":"key ' + ANTHROPIC + '"}', ANTHROPIC),
+    ("u002d", '{"prompt":"key ' + ANTHROPIC.replace("-", "\\u002d", 1) + '"}', ANTHROPIC),
+    ("u0041", '{"prompt":"id \\u0041KIAIOSFODNN7EXAMPLE"}', "AKIAIOSFODNN7EXAMPLE"),
+    ("u005f", '{"prompt":"ghp\\u005f' + "a1B2c3D4" * 5 + '"}', "ghp_" + "a1B2c3D4" * 5),
+    (
+        "slash_aws",
+        '{"prompt":"aws_secret_access_key=' + AWS_SECRET.replace("/", "\\/") + '"}',
+        AWS_SECRET,
+    ),
+    (
+        "slash_pem",
+        '{"prompt":"-----BEGIN PRIVATE KEY-----\\nMIIEvQ\\/IBADANBgkqhkiG9w0BAQ\\/EFAASC\\n'
+        '-----END PRIVATE KEY-----"}',
+        "MIIEvQ/IBADANBgkqhkiG9w0BAQ/EFAASC",
+    ),
+    ("blank_colon", '{"prompt":"x","password" : "hunter2-Blank-Colon"}', "hunter2-Blank-Colon"),
+    ("escaped_key", '{"prompt":"x","pass\\u0077ord":"hunter2-Escaped-Key"}', "hunter2-Escaped-Key"),
+]
+
+
+def test_redaction_every_json_spelling_of_a_secret_is_redacted_in_the_database(
+    tmp_path: Path, db_url: str
+) -> None:
+    """A secret spelled with optional JSON escapes (\\u002d, \\u0041, \\u005f, \\/ in an AWS
+    secret and a PEM body) or with blanks before its key's colon reaches no table: redaction
+    matches what jsonb stores, so each spelling is stored as a marker, as the plain one is."""
+    spool = tmp_path / "spool"
+    hook_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    for _, text, _ in SPELLINGS:
+        subprocess.run(
+            [str(HOOK), "--spool", str(spool), "--fsync", "none", "UserPromptSubmit"],
+            input=text.encode(),
+            env=hook_env,
+            capture_output=True,
+            check=True,
+            timeout=30,
+        )
+    settings = config.load(
+        {
+            "HOME": str(tmp_path),
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "SESSION_DB_URL": db_url,
+            "SESSION_DB_SPOOL": str(spool),
+            "SESSION_DB_STATE_DIR": str(tmp_path / "state"),
+            "SESSION_DB_HOST": "test-host",
+        }
+    )
+    stats = Service(settings).run_once()
+    assert (len(SPELLINGS), 0) == (stats.inserted, stats.quarantined)
+    dump = database_text(db_url)
+    leaked = [name for name, _, secret in SPELLINGS if secret in dump]
+    assert [] == leaked
+    with psycopg.connect(db_url) as conn:
+        redacted = conn.execute(
+            "SELECT count(*) FROM agent_logs WHERE 'redacted' = ANY(transforms)"
+        ).fetchone()
+    assert (len(SPELLINGS),) == redacted

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ def reader_for(url: str, **kw: Any) -> tuple[PostgresSink, TranscriptReader]:
     sink = PostgresSink(
         url, host=HOST, connect_timeout_s=5, statement_timeout_ms=30_000, lock_timeout_ms=10_000
     )
+    kw.setdefault("allowed_roots", [Path(tempfile.gettempdir())])  # the copies live in tmp_path
     return sink, TranscriptReader(sink, HOST, **kw)
 
 
@@ -142,7 +144,7 @@ def test_batches_subagent_files_found_beside_a_main_transcript_are_registered_an
 ) -> None:
     """The daemon reads the transcript an event named; its subagents/ files join the same pass."""
     main = next((history / "main").glob("*.jsonl"))
-    reader = TranscriptReader(sink, HOST)
+    reader = TranscriptReader(sink, HOST, allowed_roots=[history])
     reader.register([main])
     stats = reader.sync(only={str(main)})
     subagent = next(main.with_suffix("").rglob("*.jsonl"))

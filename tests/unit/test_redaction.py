@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+import re2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -308,11 +309,12 @@ def test_redaction_extra_patterns_and_keys() -> None:
 
 
 @pytest.mark.parametrize(
-    "pattern", [r"n[a-z]+", r".+", r"[a-z\\]{2,}", r"\d+", r"00[0-9a-f]", r"^li", r"\w+$", r"\\"]
+    "pattern", [r"n[a-z]+", r".+", r"[a-z\\]{2,}", r"\d+", r"ét", r"^li", r"\w+$", r"\\"]
 )
 def test_redaction_extra_pattern_never_breaks_json(pattern: str) -> None:
     """A pattern from the settings is applied to string values only, widened to whole escape
-    sequences: numbers, keys, quotes and escapes such as \\n and \\u00e9 survive as valid JSON."""
+    sequences: numbers, keys, quotes and escapes such as \\n survive as valid JSON; a \\u escape
+    (\\u00e9) is matched as the character it stands for, as jsonb stores it."""
     body = b'{"n": 12345, "s": "line\\nnext \\"quoted\\" \\\\path \\u00e9t\\u00e9 12345", "k\\nx": [1, "ab"]}'
     result = Redactor(extra_patterns=[pattern]).redact(body)
     stored = orjson.loads(result.body)
@@ -559,3 +561,92 @@ def test_redaction_finds_a_token_right_after_an_escaped_character(before: str) -
     assert ev.payload is not None
     assert OPENAI_PROJECT not in ev.payload
     assert 1 == ev.redactions
+
+
+# Issue 12 item 7: every spelling JSON allows for one secret is redacted (the stored value).
+ESCAPED_SPELLINGS = [
+    (
+        "anthropic_key",
+        '{"p":"use sk\\u002dant-api03-Jq7vR2kLm9Np4Tz1Wc8Yb3Hd6Jf0Gs5Ae2Uk7Io1 now"}',
+    ),
+    ("aws_access_key_id", '{"c":"export AWS_ACCESS_KEY_ID=\\u0041KIAIOSFODNN7EXAMPLE"}'),
+    ("github_token", '{"t":"ghp\\u005fabcdefghijklmnopqrstuvwxyz0123456789"}'),
+    (
+        "aws_secret_access_key",
+        '{"c":"aws_secret_access_key = wJalrXUtnFEMI\\/K7MDENG\\/bPxRfiCYEXAMPLEKEY"}',
+    ),
+    (
+        "private_key",
+        '{"k":"-----BEGIN RSA PRIVATE KEY-----\\nMIIEow\\/IBAAKCAQEA\\nab\\/cd\\n'
+        '-----END RSA PRIVATE KEY-----"}',
+    ),
+    ("key_name", '{"password" : "hunter2-hunter2"}'),
+    ("key_name", '{"pass\\u0077ord":"hunter2-hunter2"}'),
+    ("anthropic_key", '{"p":"\\u0073\\u006b-ant-api03-Jq7vR2kLm9Np4Tz1Wc8Yb3Hd6Jf0Gs5Ae2Uk7Io1"}'),
+]
+
+
+@pytest.mark.parametrize(("kind", "text"), ESCAPED_SPELLINGS)
+def test_redaction_json_escaped_spellings_are_redacted(kind: str, text: str) -> None:
+    """A secret spelled with optional JSON escapes (\\u002d, \\u0041, \\u005f, \\/) or with
+    blanks before its key's colon is redacted like its plain spelling: the decoded value, which
+    jsonb stores, holds no secret."""
+    result = Redactor().redact(text.encode())
+    decoded = orjson.dumps(orjson.loads(result.body)).decode()
+    assert ({kind: 1}, True) == (dict(result.counts), f"[REDACTED:{kind}]" in decoded)
+    secrets = ("Jq7vR2kLm9Np4", "IOSFODNN7", "abcdefghijklmnop", "bPxRfiCY", "IBAAKCAQ", "hunter2")
+    for secret in secrets:
+        assert secret not in decoded
+
+
+def test_redaction_without_a_secret_keeps_the_text_as_sent() -> None:
+    """Optional escapes alone change nothing: a payload without a secret is returned as sent."""
+    body = b'{"s":"caf\\u00e9 \\/ ok", "n" : 1.50}'
+    assert body is Redactor().redact(body).body
+
+
+def test_redaction_authorization_then_30000_newlines_completes_and_redacts() -> None:
+    """`authorization` and 30,000 newlines (60 KB of JSON text, no credential after them: the
+    case that backtracked for minutes) redact to completion, and a real Basic credential in
+    the same payload is still replaced."""
+    stdout = "authorization" + "\n" * 30_000
+    stderr = "Authorization: Basic dXNlcjpwYXNzd29yZA=="
+    body = orjson.dumps({"tool_response": {"stdout": stdout, "stderr": stderr}})
+    result = Redactor().redact(body)
+    assert {"basic_auth": 1} == dict(result.counts)
+    assert b"dXNlcjpwYXNzd29yZA" not in result.body
+
+
+FRAGMENTS = [
+    *(text for _, text in ESCAPED_SPELLINGS),
+    "sk-ant-api03-Jq7vR2kLm9Np4Tz1Wc8Yb3Hd6Jf0Gs5Ae2Uk7Io1",
+    "sk-Ab3dEf6hIj9kLm2nOp5qRs8t",
+    "AKIAIOSFODNN7EXAMPLE",
+    "Authorization: Basic dXNlcjpwYXNzd29yZA==",
+    "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0",
+    "postgres://user:hunter2@db/x",
+    "PGPASSWORD=hunter2hunter2",
+    "--password=hunter2hunter2",
+    "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "xoxb-1234567890-abcdefghij",
+    "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+    "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----",
+    " ",
+    "\n",
+    "=",
+    ":",
+    '"',
+    "\\",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=6), st.sampled_from(["s", "password", "k"]))
+def test_redaction_re2_candidates_never_skip_a_secret(parts: list[str], key: str) -> None:
+    """The RE2 pass that lets a payload skip the rules is a superset of the rules: redacting
+    with it gives the same text as running every rule unconditionally."""
+    body = orjson.dumps({key: "".join(parts), "n": 1})
+    fast = Redactor()
+    every = Redactor()
+    every.candidates = re2.compile(b"")  # matches every text: the rules always run
+    assert every.redact(body).body == fast.redact(body).body

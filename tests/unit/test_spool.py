@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, RefusedInputError
 from daemon.spool import REASON_SUFFIX, Backlog, Spool, SpoolEntry
 from tests.support.spoolwriter import spool_name, write_event, write_raw
 
@@ -83,7 +83,9 @@ def test_spool_scan_reports_size_and_mtime(spool: Spool) -> None:
     name = write_raw(spool.root, b"0123456789")
     t = 1_700_000_000
     os.utime(spool.new / name, (t, t))
-    assert [SpoolEntry(name, 10, t * 10**9)] == spool.scan()
+    mode = os.lstat(spool.new / name).st_mode
+    assert [SpoolEntry(name, 10, t * 10**9, mode)] == spool.scan()
+    assert stat.S_ISREG(mode)
 
 
 def test_spool_scan_missing_new_dir_is_empty(tmp_path: Path) -> None:
@@ -299,3 +301,23 @@ def test_spool_backlog_future_mtime_is_zero_age(spool: Spool) -> None:
     name = write_raw(spool.root, b"x")
     set_age(spool.new / name, -HOUR)
     assert Backlog(1, 1, 0.0) == spool.backlog()
+
+
+def test_spool_read_refuses_a_device_without_reading(spool: Spool) -> None:
+    """A character device (here /dev/zero, which never ends) is refused by fstat, not read."""
+    with pytest.raises(RefusedInputError) as caught:
+        spool.read("/dev/zero", 0, limit=1 << 20)
+    assert "not_a_regular_file" == caught.value.reason
+
+
+def test_spool_read_bounds_a_growing_file_by_the_limit(spool: Spool) -> None:
+    """A file longer than the limit (grown after its scan) is refused `too_large` at the limit."""
+    (spool.new / "big").write_bytes(b"x" * 5000)
+    with pytest.raises(RefusedInputError) as caught:
+        spool.read("big", 10, limit=4096)
+    assert "too_large" == caught.value.reason
+
+
+def test_spool_keep_original_of_a_vanished_file_is_settled(spool: Spool) -> None:
+    """keep_original of a file another daemon already settled (unlinked) returns False, no error."""
+    assert False is spool.keep_original("gone-meanwhile")
