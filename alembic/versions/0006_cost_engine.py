@@ -87,8 +87,15 @@ SONNET_55 = [
     ("claude-sonnet-5-5", "-infinity", "tier_2_10_cache_read_0_20"),
     ("claude-sonnet-5-5", "2026-10-07 00:00:00+00", "tier_2_10_cache_read_0_10"),
 ]
-HAIKU_55_LONG_PROMPT_TOKENS = 100_000  # above this prompt size the whole request costs 5×
-HAIKU_55_LONG_MULTIPLIER = 5
+# Whole-request long-prompt tiers: (prompt tokens above which, input-side ×, output ×). Haiku 5.5:
+# every category ×5 above 100k (the CLI's catalog). Sonnet 4/4.5 with the 1M-context beta: $6/$22.50
+# above 200k (pricing page; the CLI's catalog lacks it, and without the beta no request exceeds it).
+LONG_PROMPT_TIERS = {
+    "claude-haiku-5-5": (100_000, 5, 5),
+    "claude-sonnet-4": (200_000, 2, 1.5),
+    "claude-sonnet-4-0": (200_000, 2, 1.5),
+    "claude-sonnet-4-5": (200_000, 2, 1.5),
+}
 WEB_SEARCH_USD_PER_1K = 10  # $0.01 per search
 
 FUNCTIONS = r"""
@@ -563,24 +570,18 @@ def _num(value: float | int) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def seed_rows() -> list[tuple[str, str, tuple[float | int, ...], float | int, float | int, bool]]:
-    """(key, effective_from, tier prices, fast ×, geo ×, long-prompt tier) of the seed."""
-    rows = [
-        (key, "-infinity", TIERS[tier], fast, geo, key == "claude-haiku-5-5")
-        for key, tier, fast, geo in CATALOG
-    ]
-    rows += [(key, when, TIERS[tier], 1, 1.1, False) for key, when, tier in SONNET_55]
+def seed_rows() -> list[tuple[str, str, tuple[float | int, ...], float | int, float | int]]:
+    """(key, effective_from, tier prices, fast ×, geo ×) of the seed."""
+    rows = [(key, "-infinity", TIERS[tier], fast, geo) for key, tier, fast, geo in CATALOG]
+    rows += [(key, when, TIERS[tier], 1, 1.1) for key, when, tier in SONNET_55]
     return rows
 
 
 def _seed_sql() -> str:
     values = []
-    for key, when, (inp, out, w5, w1, rd), fast, geo, long_tier in seed_rows():
-        lc = (
-            f"{HAIKU_55_LONG_PROMPT_TOKENS}, {HAIKU_55_LONG_MULTIPLIER}, {HAIKU_55_LONG_MULTIPLIER}"
-            if long_tier
-            else "NULL, 1, 1"
-        )
+    for key, when, (inp, out, w5, w1, rd), fast, geo in seed_rows():
+        tier = LONG_PROMPT_TIERS.get(key)
+        lc = "NULL, 1, 1" if tier is None else ", ".join(_num(v) for v in tier)
         values.append(
             f"('{key}', '{when}', {_num(inp)}, {_num(out)}, {_num(w5)}, {_num(w1)}, {_num(rd)}, {lc},"
             f" {_num(fast)}, {_num(geo)}, {WEB_SEARCH_USD_PER_1K}, '{SEED_NOTE}')"
