@@ -28,11 +28,11 @@ from daemon.errors import ConfigError, SchemaMismatchError, TransientDbError
 from daemon.events import Event
 from daemon.ingest import DrainStats, Ingestor
 from daemon.notify import notify, watchdog_interval_s
+from daemon.price_drift import DriftWatch
 from daemon.redaction import Redactor
 from daemon.sessions import SessionTracker, sessions_dir
 from daemon.sink import PostgresSink
 from daemon.spool import Backlog, Spool
-from daemon.price_drift import DriftWatch
 from daemon.transcripts import TRIGGER_EVENTS, ReadStats, TranscriptReader
 
 log = structlog.get_logger("session_db.service")
