@@ -39,6 +39,7 @@ VIEWS = (
     "agent_timings",
     "claude_session_costs",
     "conversation_turns",
+    "cost_check",
     "daemon_status",
     "daily_costs",
     "session_costs",
@@ -54,10 +55,13 @@ VIEWS = (
 WRITER_GRANTS = {
     "agent_logs": "INSERT, UPDATE (session_id)",  # update: back-filled workflow links only
     "agents": "INSERT, UPDATE",
+    "cost_state_models": "INSERT, UPDATE",  # cost engine: Claude Code's cost-state lines
+    "cost_states": "INSERT, UPDATE",
     "daemon_heartbeats": "INSERT, UPDATE",
     "messages": "INSERT",  # the conversation archive (daemon/messages.py); prune is the owner's
     "sessions": "INSERT, UPDATE",
     "token_usage": "INSERT, UPDATE",
+    "token_usage_hourly": "INSERT, UPDATE",  # cost engine: its triggers run as the writer
     "transcript_files": "INSERT, UPDATE",
     "watch_roots": "INSERT",
 }
