@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,14 @@ import orjson
 import structlog
 
 from daemon import __version__, config
-from daemon.errors import EX_OK, EX_SOFTWARE, ConfigError, SessionDbError
+from daemon.errors import (
+    EX_OK,
+    EX_SOFTWARE,
+    ConfigError,
+    InputDataError,
+    SessionDbError,
+    UsageError,
+)
 
 log = structlog.get_logger("session_db.cli")
 
@@ -135,40 +141,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bf.add_argument("dirs", nargs="*", type=Path, metavar="DIR", help="folders to scan recursively")
 
-    pr = sub.add_parser("prices", help="list the price table, or add an effective-dated price")
+    pr = sub.add_parser(
+        "prices", help="list, set, export or import the price table (USD per million tokens)"
+    )
     psub = pr.add_subparsers(dest="prices_command", metavar="ACTION")
     psub.add_parser("list", help="every price row (default)")
     ps_set = psub.add_parser(
         "set",
-        help="add a price row for a model prefix from a date on (history before it keeps the old price)",
-        description="Fields you leave out are copied from the prefix's latest row. USD per million tokens.",
+        help="add (or update) the price row of a model prefix from a date on; history before it keeps the old price",
+        description="Fields you leave out keep the row's values when one exists at --effective-from, else "
+        "are copied from the prefix's latest row. USD per million tokens; values are numbers >= 0.",
     )
     ps_set.add_argument(
         "model_prefix", help="e.g. claude-sonnet-4-5 (the longest matching prefix wins)"
     )
-    for flag, col in (
-        ("--input", "input_usd_per_mtok"),
-        ("--output", "output_usd_per_mtok"),
-        ("--cache-write-5m", "cache_write_5m_usd_per_mtok"),
-        ("--cache-write-1h", "cache_write_1h_usd_per_mtok"),
-        ("--cache-read", "cache_read_usd_per_mtok"),
-        ("--long-context-input-multiplier", "long_context_input_multiplier"),
-        ("--long-context-output-multiplier", "long_context_output_multiplier"),
-        ("--fast-multiplier", "fast_multiplier"),
-        ("--data-residency-multiplier", "data_residency_multiplier"),
-        ("--web-search-per-1k", "web_search_usd_per_1k"),
-    ):
-        ps_set.add_argument(flag, dest=col, type=Decimal, metavar="N")
+    for col, flag in prices_flags().items():
+        metavar = "TOKENS" if col.endswith("_tokens") else "N"
+        ps_set.add_argument(f"--{flag}", dest=col, metavar=metavar)
     ps_set.add_argument(
-        "--long-context-threshold", dest="long_context_threshold_tokens", type=int, metavar="TOKENS"
-    )
-    ps_set.add_argument(
-        "--effective-from",
-        type=datetime.fromisoformat,
-        metavar="ISO-TIME",
-        help="default: now (UTC)",
+        "--effective-from", metavar="ISO-TIME", help="default: now; UTC unless it names a zone"
     )
     ps_set.add_argument("--note", help="where the price comes from")
+    ps_exp = psub.add_parser(
+        "export",
+        help="write the whole table as JSON (for `prices import` on another host)",
+        description="JSON {format, version, prices: [...]}, rows ordered by model prefix and date, "
+        "amounts as decimal strings; see docs/costs-selfcheck.md.",
+    )
+    ps_exp.add_argument("file", nargs="?", type=Path, metavar="FILE", help="default: stdout")
+    ps_imp = psub.add_parser(
+        "import",
+        help="add or update rows from a `prices export` file, by (model prefix, effective-from)",
+        description="Rows of the file are added, or update the row with the same model prefix and "
+        "effective-from; rows not in the file are kept. All or nothing: a bad entry imports none.",
+    )
+    ps_imp.add_argument("file", type=Path, metavar="FILE")
+    ps_imp.add_argument(
+        "--dry-run", action="store_true", help="report what would change, write nothing"
+    )
 
     qu = sub.add_parser(
         "quarantine",
@@ -267,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler = COMMANDS[args.command]
         return handler(settings, args)
+    except (UsageError, InputDataError) as exc:  # the user's input, not the daemon: no log record
+        print(f"session-db: {exc}", file=sys.stderr)
+        return exc.exit_code
     except SessionDbError as exc:
         log.error("fatal", error=str(exc), exit_code=exc.exit_code)  # noqa: TRY400 - the message says it all
         return exc.exit_code
@@ -632,17 +645,40 @@ def cmd_backfill(settings: config.Settings, args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def prices_flags() -> dict[str, str]:
+    """Price column -> its `prices set` flag (without the dashes)."""
+    from daemon import prices
+
+    return prices.SHORT_FLAGS
+
+
 def cmd_prices(settings: config.Settings, args: argparse.Namespace) -> int:
     from daemon import db, prices
 
+    action = args.prices_command or "list"
+    if action == "set":  # check the values before touching the database
+        values = prices.parse_values({c: getattr(args, c) for c in db.PRICE_COLUMNS})
+        when = None
+        if args.effective_from is not None:
+            when = prices.parse_time("--effective-from", args.effective_from)
+    entries = prices.read_import_file(args.file) if action == "import" else []
     with migrated_sink(settings) as sink:
         conn = sink.connection()
-        if args.prices_command == "set":
-            values = {c: getattr(args, c) for c in db.PRICE_COLUMNS}
-            when = args.effective_from
-            if when is not None and when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            prices.set_price(conn, args.model_prefix, values, when, args.note)
+        if action == "export":
+            doc = prices.export_document(conn)
+            if args.file is None:
+                sys.stdout.write(prices.dump_document(doc))
+            else:
+                args.file.write_text(prices.dump_document(doc), encoding="utf-8")
+                print(f"exported {len(doc['prices'])} price rows to {args.file}", file=sys.stderr)
+            return EX_OK
+        if action == "import":
+            summary = prices.import_prices(conn, entries, dry_run=args.dry_run)
+            sys.stdout.write(summary.render(str(args.file), dry_run=args.dry_run))
+            return EX_OK
+        if action == "set":
+            outcome = prices.set_price(conn, args.model_prefix, values, when, args.note)
+            print(f"{args.model_prefix}: {outcome}", file=sys.stderr)
         sys.stdout.write(prices.render(prices.list_prices(conn)))
     return EX_OK
 
