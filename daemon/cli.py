@@ -146,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     psub = pr.add_subparsers(dest="prices_command", metavar="ACTION")
     psub.add_parser("list", help="every price row (default)")
+    ps_check = psub.add_parser(
+        "check",
+        help="list models with no price or priced unlike Claude Code (exit 1 when any)",
+        description="Every model seen in token_usage that has no price, or whose cost differs from "
+        "Claude Code's own (its cost-state transcript lines) by more than 1e-6 USD, with the command "
+        "that fixes it.",
+    )
+    ps_check.add_argument("--json", action="store_true", help="machine-readable output")
     ps_set = psub.add_parser(
         "set",
         help="add (or update) the price row of a model prefix from a date on; history before it keeps the old price",
@@ -510,7 +518,9 @@ def cmd_hooks(settings: config.Settings, args: argparse.Namespace) -> int:
         other = installer.settings_path(home, None) if project else None
         version = installer.claude_version()
         # On stderr with --dry-run, so that stdout stays a clean diff.
-        print(installer.describe_detection(version), file=sys.stderr if args.dry_run else sys.stdout)
+        print(
+            installer.describe_detection(version), file=sys.stderr if args.dry_run else sys.stdout
+        )
         events = installer.detect_claude_events(version)
         plan = installer.plan_install(target, hook, settings.spool.resolve(), events, other)
     else:
@@ -658,6 +668,18 @@ def prices_flags() -> dict[str, str]:
 def cmd_prices(settings: config.Settings, args: argparse.Namespace) -> int:
     from daemon import db, prices
 
+    if args.prices_command == "check":
+        from daemon import price_drift
+        from daemon.errors import EX_PRICE_DRIFT
+
+        with migrated_sink(settings) as sink:
+            drifts = price_drift.find(sink.connection())
+        if args.json:
+            rows = [d.as_json() for d in drifts]
+            sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        else:
+            sys.stdout.write(price_drift.render(drifts))
+        return EX_PRICE_DRIFT if drifts else EX_OK
     action = args.prices_command or "list"
     if action == "set":  # check the values before touching the database
         values = prices.parse_values({c: getattr(args, c) for c in db.PRICE_COLUMNS})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 EX_OK = 0
+EX_PRICE_DRIFT = 1  # `prices check`: some model is unpriced or priced unlike Claude Code
 EX_USAGE = 64  # the command line is wrong: a flag's value, a missing argument
 EX_DATAERR = 65  # an input file given on the command line is unreadable or malformed
 EX_SOFTWARE = 70  # internal error: a side task died, an invariant broke

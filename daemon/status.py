@@ -50,6 +50,10 @@ def collect(settings: config.Settings) -> dict[str, Any]:
                 with psycopg.connect(url, connect_timeout=settings.connect_timeout_s) as conn:
                     rows = conn.execute(db.STATUS_COUNTS).fetchall()
                     daemons = conn.execute(db.STATUS_DAEMONS).fetchall()
+                    if state.verdict == "head":  # the cost engine's views exist
+                        from daemon import price_drift
+
+                        report["price_drift"] = [d.as_json() for d in price_drift.find(conn)]
                 names = ("host", "pid", "version", "started_at", "last_heartbeat", "events_ingested",
                          "backlog_files", "last_error", "stale")  # fmt: skip
                 report["daemons"] = [dict(zip(names, d, strict=True)) for d in daemons]
@@ -98,4 +102,7 @@ def render(r: dict[str, Any]) -> str:
             f"  {h['host']}: {h['events']} events, last event {h['last_event_at']}, "
             f"last ingested {h['last_ingested_at']}"
         )
+    for p in r.get("price_drift", []):
+        lines.append(f"  price drift: model {p['model']!r}: {p['unpriced_responses']} unpriced responses, "
+                     f"{p['sessions_differing']} sessions differ from Claude Code; run: {p['fix']}")  # fmt: skip
     return "\n".join(lines) + "\n"
