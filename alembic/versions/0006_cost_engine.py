@@ -377,6 +377,8 @@ FROM (
     SELECT claude_session_id FROM token_usage WHERE claude_session_id IS NOT NULL
     UNION
     SELECT claude_session_id FROM agent_logs WHERE claude_session_id IS NOT NULL
+    UNION
+    SELECT claude_session_id FROM cost_states
 ) s
 CROSS JOIN LATERAL (
     SELECT count(*) AS responses,
