@@ -156,12 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     ps_check.add_argument("--json", action="store_true", help="machine-readable output")
     ps_set = psub.add_parser(
         "set",
-        help="add (or update) the price row of a model prefix from a date on; history before it keeps the old price",
+        help="add (or update) a model's price row from a date on; history before it keeps the old price",
         description="Fields you leave out keep the row's values when one exists at --effective-from, else "
-        "are copied from the prefix's latest row. USD per million tokens; values are numbers >= 0.",
+        "are copied from the model's latest row. USD per million tokens; values are numbers >= 0. "
+        "A row at --effective-from=-infinity applies to all history.",
     )
     ps_set.add_argument(
-        "model_prefix", help="e.g. claude-sonnet-4-5 (the longest matching prefix wins)"
+        "model_prefix",
+        help="the model's key: its id without a date, e.g. claude-sonnet-4-5 (prices "
+        "claude-sonnet-4-5-20250929 and its Bedrock/Vertex ids, never claude-sonnet-4-5-1)",
     )
     for col, flag in prices_flags().items():
         metavar = "TOKENS" if col.endswith("_tokens") else "N"

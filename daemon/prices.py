@@ -36,6 +36,10 @@ from daemon.errors import ConfigError, InputDataError, UsageError
 EXPORT_FORMAT = "session-db-prices"
 EXPORT_VERSION = 1
 INFINITE_TIMES = ("-infinity", "infinity")
+FOOTER = (
+    "USD per million tokens. A row prices the model ids equal to its key, with or without a\n"
+    "date or provider suffix (claude-opus-5 never prices claude-opus-5-5).\n"
+)
 
 REQUIRED_FOR_NEW_MODEL = db.PRICE_COLUMNS[:5]  # the five token prices
 # What an unset optional column is for a model's first row (the table's column defaults).
@@ -98,7 +102,7 @@ def render(rows: list[dict[str, Any]]) -> str:
         for row in table
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines) + "\nUSD per million tokens; the longest matching model prefix wins.\n"
+    return "\n".join(lines) + "\n" + FOOTER
 
 
 @dataclass

@@ -204,18 +204,22 @@ def test_cost_equals_cli_total_for_every_catalog_model(newest_lab: Lab, session:
         session.model, session.second
     )
     cli = Decimal(str(run.result["total_cost_usd"]))
-    [(ours, responses, input_tokens, output_tokens)] = lab.query(
-        "SELECT cost_usd, responses, input_tokens, output_tokens FROM claude_session_costs"
-        " WHERE claude_session_id = %s",
+    [(ours, cli_stored, responses, input_tokens, output_tokens)] = lab.query(
+        "SELECT cost_usd, cli_cost_usd, responses, input_tokens, output_tokens"
+        " FROM claude_session_costs WHERE claude_session_id = %s",
         run.session_id,
     )
     told = total([session.first, session.second])
     sys.stdout.write(
         f"e2e-price {session.name} model={session.model} cli={cli} ours={ours} "
-        f"catalog={catalog} diff={None if ours is None else Decimal(ours) - cli}\n"
+        f"catalog={catalog} cli_cost_state={cli_stored} "
+        f"diff={None if ours is None else Decimal(ours) - cli}\n"
     )
     assert (2, told.input_tokens, told.output_tokens) == (responses, input_tokens, output_tokens)
     assert abs(catalog - cli) < TOLERANCE, ("the CLI prices by the §17 catalog", catalog, cli)
     assert ours is not None, f"{session.model} is unpriced (CLI: {cli})"
     assert abs(Decimal(ours) - cli) < TOLERANCE, (session.model, "ours", ours, "cli", cli)
+    # cost_check compares with the CLI's own cost-state figures: they must have been read.
+    assert cli_stored is not None, "no cost-state line read for the session"
+    assert abs(Decimal(cli_stored) - cli) < TOLERANCE, ("cost-state total", cli_stored, cli)
     assert [] == lab.query("SELECT * FROM cost_check WHERE claude_session_id = %s", run.session_id)
