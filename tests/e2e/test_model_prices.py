@@ -82,6 +82,17 @@ FAST: dict[str, tuple[str, str]] = {
 }
 
 
+# `claude --model X` that sends its requests for another model: 2.1.332 asks for the retired
+# Opus 4 and 4.1 as Opus 5.5, and prices the session as Opus 5.5 (measured: 0.0218304 USD, the
+# Opus 5.5 price of the usage, not the 0.0893805 of Opus 4). The fake API answers with the model
+# asked for, as the real one does, so these sessions check Opus 5.5; the Opus 4/4.1 rows
+# (transcripts of older CLIs) cannot be reached through this CLI.
+REQUESTED_AS = {
+    "claude-opus-4-20250514": "claude-opus-5-5",
+    "claude-opus-4-1-20250805": "claude-opus-5-5",
+}
+
+
 def catalog_cost(model: str, usage: Usage) -> Decimal:
     """What the §17 catalog says one response costs."""
     p_in, p_out, p_5m, p_1h, p_read = (Decimal(x) for x in TIERS[CATALOG[model]])
@@ -197,12 +208,11 @@ def test_cost_equals_cli_total_for_every_catalog_model(newest_lab: Lab, session:
     lab.settle(p, run.session_id)
 
     records = lab.api.records(session.name)
-    assert [("main", session.model)] * 2 == [(r.role, r.model) for r in records]
+    requested = REQUESTED_AS.get(session.model, session.model)
+    assert [("main", requested)] * 2 == [(r.role, r.model) for r in records]
     assert [] == [r for r in lab.api.records() if r.role in ("egress", "other") or r.unscripted]
 
-    catalog = catalog_cost(session.model, session.first) + catalog_cost(
-        session.model, session.second
-    )
+    catalog = catalog_cost(requested, session.first) + catalog_cost(requested, session.second)
     cli = Decimal(str(run.result["total_cost_usd"]))
     [(ours, cli_stored, responses, input_tokens, output_tokens)] = lab.query(
         "SELECT cost_usd, cli_cost_usd, responses, input_tokens, output_tokens"
@@ -211,7 +221,7 @@ def test_cost_equals_cli_total_for_every_catalog_model(newest_lab: Lab, session:
     )
     told = total([session.first, session.second])
     sys.stdout.write(
-        f"e2e-price {session.name} model={session.model} cli={cli} ours={ours} "
+        f"e2e-price {session.name} model={session.model} requested={requested} cli={cli} ours={ours} "
         f"catalog={catalog} cli_cost_state={cli_stored} "
         f"diff={None if ours is None else Decimal(ours) - cli}\n"
     )
