@@ -65,6 +65,23 @@ tables to the owner role.
 """
 
 
+# `prices set` flag -> prices column (values are checked by prices.parse_values, not argparse,
+# so that a bad one is a usage error naming the flag).
+PRICE_FLAGS = (
+    ("--input", "input_usd_per_mtok"),
+    ("--output", "output_usd_per_mtok"),
+    ("--cache-write-5m", "cache_write_5m_usd_per_mtok"),
+    ("--cache-write-1h", "cache_write_1h_usd_per_mtok"),
+    ("--cache-read", "cache_read_usd_per_mtok"),
+    ("--long-context-threshold", "long_context_threshold_tokens"),
+    ("--long-context-input-multiplier", "long_context_input_multiplier"),
+    ("--long-context-output-multiplier", "long_context_output_multiplier"),
+    ("--fast-multiplier", "fast_multiplier"),
+    ("--data-residency-multiplier", "data_residency_multiplier"),
+    ("--web-search-per-1k", "web_search_usd_per_1k"),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="session-db",
@@ -166,9 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the model's key: its id without a date, e.g. claude-sonnet-4-5 (prices "
         "claude-sonnet-4-5-20250929 and its Bedrock/Vertex ids, never claude-sonnet-4-5-1)",
     )
-    for col, flag in prices_flags().items():
+    for flag, col in PRICE_FLAGS:
         metavar = "TOKENS" if col.endswith("_tokens") else "N"
-        ps_set.add_argument(f"--{flag}", dest=col, metavar=metavar)
+        ps_set.add_argument(flag, dest=col, metavar=metavar)
     ps_set.add_argument(
         "--effective-from", metavar="ISO-TIME", help="default: now; UTC unless it names a zone"
     )
@@ -661,15 +678,8 @@ def cmd_backfill(settings: config.Settings, args: argparse.Namespace) -> int:
     return EX_OK
 
 
-def prices_flags() -> dict[str, str]:
-    """Price column -> its `prices set` flag (without the dashes)."""
-    from daemon import prices
-
-    return prices.SHORT_FLAGS
-
-
 def cmd_prices(settings: config.Settings, args: argparse.Namespace) -> int:
-    from daemon import db, prices
+    from daemon import prices
 
     if args.prices_command == "check":
         from daemon import price_drift
@@ -685,7 +695,7 @@ def cmd_prices(settings: config.Settings, args: argparse.Namespace) -> int:
         return EX_PRICE_DRIFT if drifts else EX_OK
     action = args.prices_command or "list"
     if action == "set":  # check the values before touching the database
-        values = prices.parse_values({c: getattr(args, c) for c in db.PRICE_COLUMNS})
+        values = prices.parse_values({col: (flag, getattr(args, col)) for flag, col in PRICE_FLAGS})
         when = None
         if args.effective_from is not None:
             when = prices.parse_time("--effective-from", args.effective_from)

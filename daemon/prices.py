@@ -48,20 +48,6 @@ OPTIONAL_DEFAULTS: dict[str, Decimal | int | None] = {
     "web_search_usd_per_1k": Decimal(10),
 }
 OPTIONAL_DEFAULT_MULTIPLIER = Decimal(1)
-# Command-line flag of each column where it differs from the column name (see cli.py).
-SHORT_FLAGS = {
-    "input_usd_per_mtok": "input",
-    "output_usd_per_mtok": "output",
-    "cache_write_5m_usd_per_mtok": "cache-write-5m",
-    "cache_write_1h_usd_per_mtok": "cache-write-1h",
-    "cache_read_usd_per_mtok": "cache-read",
-    "long_context_threshold_tokens": "long-context-threshold",
-    "long_context_input_multiplier": "long-context-input-multiplier",
-    "long_context_output_multiplier": "long-context-output-multiplier",
-    "fast_multiplier": "fast-multiplier",
-    "data_residency_multiplier": "data-residency-multiplier",
-    "web_search_usd_per_1k": "web-search-per-1k",
-}
 
 SHORT_NAMES = {
     "input_usd_per_mtok": "input",
@@ -128,8 +114,9 @@ class ImportSummary:
 # Values from the command line
 
 
-def _flag(column: str) -> str:
-    return f"--{SHORT_FLAGS.get(column, column)}"
+def token_price_flag(column: str) -> str:
+    """The `prices set` flag of a token price column: input_usd_per_mtok -> --input."""
+    return "--" + column.removesuffix("_usd_per_mtok").replace("_", "-")
 
 
 def parse_amount(flag: str, text: str) -> Decimal:
@@ -169,17 +156,16 @@ def parse_time(flag: str, text: str) -> datetime | str:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-def parse_values(raw: Mapping[str, str | None]) -> dict[str, Decimal | int | None]:
-    """The price columns given on the command line (column -> text), checked and converted."""
-    out: dict[str, Decimal | int | None] = {}
-    for col in db.PRICE_COLUMNS:
-        text = raw.get(col)
+def parse_values(raw: Mapping[str, tuple[str, str | None]]) -> dict[str, Decimal | int | None]:
+    """The price columns given on the command line (column -> (flag, text or None)), checked
+    and converted; a column left out is None."""
+    out: dict[str, Decimal | int | None] = dict.fromkeys(db.PRICE_COLUMNS)
+    for col, (flag, text) in raw.items():
+        if col not in out:
+            raise ValueError(f"not a price column: {col}")
         if text is None:
-            out[col] = None
-        elif col.endswith("_tokens"):
-            out[col] = parse_tokens(_flag(col), text)
-        else:
-            out[col] = parse_amount(_flag(col), text)
+            continue
+        out[col] = parse_tokens(flag, text) if col.endswith("_tokens") else parse_amount(flag, text)
     return out
 
 
@@ -215,7 +201,7 @@ def set_price(
             params[col] = base[i]
         elif col in REQUIRED_FOR_NEW_MODEL:
             raise ConfigError(
-                f"{model_prefix!r} has no price yet: give {_flag(col)} (and the other token prices)"
+                f"{model_prefix!r} has no price yet: give {token_price_flag(col)} (and the other token prices)"
             )
         else:
             params[col] = _default(col)

@@ -445,8 +445,17 @@ class Lab:
         try:
             wait_for(lambda: self.hook_rows() >= expected, WAIT_S, f"{expected} hook rows")
         except AssertionError:
+            stored = Counter(
+                dict(
+                    self.query(
+                        "SELECT event_type, count(*) FROM agent_logs WHERE event_category = 'hook'"
+                        " GROUP BY 1"
+                    )
+                )
+            )
             raise AssertionError(
-                f"{self.hook_rows()} of {expected} events ingested; quarantined: "
+                f"{self.hook_rows()} of {expected} events ingested (fired, not stored: "
+                f"{dict(p.fired() - stored)}); quarantined: "
                 f"{self._quarantined()}; daemon log tail:\n{self.daemon_log()[-3000:]}"
             ) from None
         files = p.transcripts(session_id)
