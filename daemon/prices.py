@@ -37,8 +37,8 @@ EXPORT_FORMAT = "session-db-prices"
 EXPORT_VERSION = 1
 INFINITE_TIMES = ("-infinity", "infinity")
 FOOTER = (
-    "USD per million tokens. A row prices the model ids equal to its key, with or without a\n"
-    "date or provider suffix (claude-opus-5 never prices claude-opus-5-5).\n"
+    "USD per million tokens; a key prices the model id equal to it, and its dated and"
+    " provider forms (docs/costs.md).\n"
 )
 
 REQUIRED_FOR_NEW_MODEL = db.PRICE_COLUMNS[:5]  # the five token prices
