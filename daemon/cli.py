@@ -16,7 +16,7 @@ import structlog
 
 from daemon import __version__, config
 from daemon.commands import GROUPS
-from daemon.errors import EX_SOFTWARE, SessionDbError
+from daemon.errors import EX_SOFTWARE, InputDataError, SessionDbError, UsageError
 
 log = structlog.get_logger("session_db.cli")
 
@@ -66,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logsetup.configure(settings.log_format, secrets=dsn.secrets(settings.url), level=level)
     try:
         return int(args.handler(settings, args))
+    except (UsageError, InputDataError) as exc:  # the user's input, not the daemon: no log record
+        print(f"session-db: {exc}", file=sys.stderr)
+        return exc.exit_code
     except SessionDbError as exc:
         log.error("fatal", error=str(exc), exit_code=exc.exit_code)  # noqa: TRY400 - the message says it all
         return exc.exit_code

@@ -472,21 +472,34 @@ SELECT input_usd_per_mtok, output_usd_per_mtok, cache_write_5m_usd_per_mtok,
 FROM prices WHERE model_prefix = %s ORDER BY effective_from DESC LIMIT 1
 """
 
-INSERT_PRICE = """
-INSERT INTO prices (model_prefix, effective_from,
-    input_usd_per_mtok, output_usd_per_mtok, cache_write_5m_usd_per_mtok,
-    cache_write_1h_usd_per_mtok, cache_read_usd_per_mtok, long_context_threshold_tokens,
-    long_context_input_multiplier, long_context_output_multiplier, fast_multiplier,
-    data_residency_multiplier, web_search_usd_per_1k,
-    note)
-VALUES (%(model_prefix)s, %(effective_from)s,
-    %(input_usd_per_mtok)s, %(output_usd_per_mtok)s, %(cache_write_5m_usd_per_mtok)s,
-    %(cache_write_1h_usd_per_mtok)s, %(cache_read_usd_per_mtok)s, %(long_context_threshold_tokens)s,
-    %(long_context_input_multiplier)s, %(long_context_output_multiplier)s, %(fast_multiplier)s,
-    %(data_residency_multiplier)s, %(web_search_usd_per_1k)s,
-    %(note)s)
-RETURNING id
-"""
+
+# --- prices: set that updates, export and import (issue 11, item 5) ----------------------
+
+# The row `prices set` starts from when one exists at exactly that effective_from.
+SELECT_PRICE_AT = f"""
+SELECT {", ".join(PRICE_COLUMNS)}, note
+FROM prices WHERE model_prefix = %s AND effective_from = %s::timestamptz
+"""  # noqa: S608 - names from the PRICE_COLUMNS constant, values bound as parameters
+
+# Upsert by (model_prefix, effective_from); a row equal to what is there is left alone and
+# returns nothing, so the caller can tell added (true), updated (false) and unchanged (no row).
+UPSERT_PRICE = f"""
+INSERT INTO prices AS p (model_prefix, effective_from, {", ".join(PRICE_COLUMNS)}, note)
+VALUES (%(model_prefix)s, %(effective_from)s::timestamptz,
+    {", ".join(f"%({c})s" for c in PRICE_COLUMNS)}, %(note)s)
+ON CONFLICT (model_prefix, effective_from) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in (*PRICE_COLUMNS, "note"))}
+WHERE ({", ".join(f"p.{c}" for c in (*PRICE_COLUMNS, "note"))})
+    IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in (*PRICE_COLUMNS, "note"))})
+RETURNING (xmax = 0) AS inserted
+"""  # noqa: S608 - names from the PRICE_COLUMNS constant, values bound as parameters
+
+# Every row for `prices export`: effective_from as UTC text ('-infinity' stays as it is),
+# ordered so that two exports of the same table are byte-identical.
+SELECT_PRICES_FOR_EXPORT = f"""
+SELECT model_prefix, (effective_from AT TIME ZONE 'UTC')::text, {", ".join(PRICE_COLUMNS)}, note
+FROM prices ORDER BY model_prefix, effective_from
+"""  # noqa: S608 - names from the PRICE_COLUMNS constant, values bound as parameters
 
 SELECT_UNPRICED_MODELS = """
 SELECT nullif(model, ''), sum(unpriced_responses)::bigint FROM token_usage_hourly

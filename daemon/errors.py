@@ -4,6 +4,8 @@ from __future__ import annotations
 
 EX_OK = 0
 EX_PRICE_DRIFT = 1  # `prices check`: some model is unpriced or priced unlike Claude Code
+EX_USAGE = 64  # the command line is wrong: a flag's value, a missing argument
+EX_DATAERR = 65  # an input file given on the command line is unreadable or malformed
 EX_SOFTWARE = 70  # internal error: a side task died, an invariant broke
 EX_IOERR = 74  # our own durable write failed (fsync, ENOSPC): fail-stop
 EX_CONFIG = 78  # bad configuration or schema mismatch: do not restart-loop
@@ -19,6 +21,18 @@ class ConfigError(SessionDbError):
     """A setting or file is wrong; the message names it and the fix."""
 
     exit_code = EX_CONFIG
+
+
+class UsageError(SessionDbError):
+    """A command-line value is wrong; the message names the flag and what it accepts."""
+
+    exit_code = EX_USAGE
+
+
+class InputDataError(SessionDbError):
+    """A file named on the command line cannot be used; the message names the file and the entry."""
+
+    exit_code = EX_DATAERR
 
 
 class SchemaMismatchError(ConfigError):

@@ -67,11 +67,19 @@ KNOWN_EVENTS: tuple[str, ...] = (
     "PreModelSwitch",
     "PostModelSwitch",
     "SessionEnd",
+    "PreSkillShellCommand",
 )
 
 # Events whose matcher is the tool name: they get `"matcher": "*"`; the others get no matcher.
 TOOL_EVENTS = frozenset(
-    {"PreToolUse", "PostToolUse", "PostToolUseFailure", "PermissionRequest", "PermissionDenied"}
+    {
+        "PreToolUse",
+        "PostToolUse",
+        "PostToolUseFailure",
+        "PermissionRequest",
+        "PermissionDenied",
+        "PreSkillShellCommand",
+    }
 )
 
 # The first Claude Code version known to accept an event name. An older version that meets
@@ -81,13 +89,21 @@ TOOL_EVENTS = frozenset(
 #     snapshot of about 2.1.240);
 #   - MessageDisplay and PostToolBatch were first observed in the 2.1.330 run; their first
 #     release is unknown, so they are treated as 2.1.330 as well.
+#   - PreSkillShellCommand is new in 2.1.332 (reference §17); 2.1.331 and older open a
+#     dialog at start for a settings file that names it.
 # Events not listed are assumed to be known by every version this installer supports.
 EVENT_MIN_VERSION: dict[str, tuple[int, int, int]] = {
     "PreModelSwitch": (2, 1, 330),
     "PostModelSwitch": (2, 1, 330),
     "MessageDisplay": (2, 1, 330),
     "PostToolBatch": (2, 1, 330),
+    "PreSkillShellCommand": (2, 1, 332),
 }
+# Without a detected version (no `claude` on PATH, or output we cannot parse) only the events
+# every version accepts are installed: one unknown name makes an older CLI reject the whole
+# settings file, the user's other hooks included. `hooks install` adds the rest once it can
+# run `claude --version`.
+BASELINE_EVENTS: tuple[str, ...] = tuple(e for e in KNOWN_EVENTS if e not in EVENT_MIN_VERSION)
 
 _VERSION_RE = re.compile(r"^\s*v?(\d+)\.(\d+)\.(\d+)")
 _BACKUP_SUFFIX = ".bak-"
@@ -178,12 +194,28 @@ def claude_version() -> str | None:
 def detect_claude_events(claude_version: str | None) -> tuple[str, ...]:
     """The events of KNOWN_EVENTS that this Claude Code version accepts.
 
-    An unknown or unparsable version gets every event, like the newest version.
+    An unknown or unparsable version gets BASELINE_EVENTS, the ones every version accepts.
     """
     version = None if claude_version is None else parse_claude_version(claude_version)
     if version is None:
-        return KNOWN_EVENTS
+        return BASELINE_EVENTS
     return tuple(e for e in KNOWN_EVENTS if version >= EVENT_MIN_VERSION.get(e, (0, 0, 0)))
+
+
+def describe_detection(claude_version: str | None) -> str:
+    """One line for `hooks install`: which Claude Code was found and what that means."""
+    events = detect_claude_events(claude_version)
+    if claude_version is None:
+        left_out = [e for e in KNOWN_EVENTS if e not in events]
+        return (
+            f"no `claude` on PATH (or `claude --version` failed): installing the {len(events)} "
+            f"events every Claude Code version accepts, not {', '.join(left_out)}; run "
+            "`session-db hooks install` again where `claude` is on PATH to add them"
+        )
+    skipped = [e for e in KNOWN_EVENTS if e not in events]
+    return f"Claude Code {claude_version} detected: installing {len(events)} events" + (
+        f" (not {', '.join(skipped)}: newer than this version)" if skipped else ""
+    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -42,7 +42,12 @@ def cmd_hooks(settings: config.Settings, args: argparse.Namespace) -> int:
         else:
             hook = installer.install_hook_script(hook_script(), settings.data_dir)
         other = installer.settings_path(home, None) if project else None
-        events = installer.detect_claude_events(installer.claude_version())
+        version = installer.claude_version()
+        # On stderr with --dry-run, so that stdout stays a clean diff.
+        print(
+            installer.describe_detection(version), file=sys.stderr if args.dry_run else sys.stdout
+        )
+        events = installer.detect_claude_events(version)
         plan = installer.plan_install(target, hook, settings.spool.resolve(), events, other)
     else:
         plan = installer.plan_uninstall(target)

@@ -1,10 +1,12 @@
-"""End to end: the real Claude Code CLI (pinned 2.1.330) against our fake Anthropic API, with our
-hook installed by `session-db hooks install`, the daemon ingesting into pytest-postgresql, and a
-second capturing hook recording what Claude Code really fired (reference/claude-code.md §16).
+"""End to end: the real Claude Code CLI (pinned 2.1.330 and 2.1.332; every test runs on both)
+against our fake Anthropic API, with our hook installed by `session-db hooks install`, the daemon
+ingesting into pytest-postgresql, and a second capturing hook recording what Claude Code really
+fired (reference/claude-code.md §16, §17).
 
-The CLI is installed once per machine with npm into a cache directory ($SESSION_DB_E2E_CACHE,
-default ~/.cache/session-db-e2e/claude-code-2.1.330). Without a reachable npm registry the
-tests fail and say so: they are never skipped.
+Each version is installed once per machine with npm into its own folder of a cache directory
+($SESSION_DB_E2E_CACHE, default ~/.cache/session-db-e2e; the CLI lands in
+claude-code-<version>/ below it). Without a reachable npm registry the tests fail and say so:
+they are never skipped.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from daemon.installer import KNOWN_EVENTS, TOOL_EVENTS
+from daemon.installer import TOOL_EVENTS, describe_detection, detect_claude_events
 from tests.acceptance.conftest import Daemon, Env, wait_for
 from tests.e2e.fake_api import MODEL, FakeAnthropicAPI, Record, Usage, total
 
-CLAUDE_CODE_VERSION = "2.1.330"
-PACKAGE = f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}"
+# The version before PreSkillShellCommand and the newest wrapper on npm (reference §17).
+CLAUDE_CODE_VERSIONS = ("2.1.330", "2.1.332")
+NEWEST_CLAUDE_CODE = CLAUDE_CODE_VERSIONS[-1]
+PACKAGE_NAME = "@anthropic-ai/claude-code"
 # The wrapper package's postinstall only copies this file; called directly it needs no script.
 PLATFORM_BINARY = Path("node_modules/@anthropic-ai/claude-code-linux-x64/claude")
 INSTALL_TIMEOUT_S = 600  # the platform package is ~380 MB
@@ -52,9 +56,9 @@ TEST_TIMEOUT_S = INSTALL_TIMEOUT_S + 180
 CLI_TIMEOUT_S = 90
 WAIT_S = 30.0
 
-# The capture hook listens to every event the installer knows (reference §5 minus the two
-# worktree events), whatever subset `hooks install` picks for the installed version.
-CAPTURED_EVENTS = KNOWN_EVENTS
+# The capture hook listens to every event the installer knows that the CLI under test accepts
+# (reference §5 and §17 minus the two worktree events; PreSkillShellCommand only from 2.1.332,
+# since older versions open a dialog for it).
 
 # Prints nothing, always exits 0: one line in `events` and one payload file per firing, named
 # <receive time ns>.<event>.<random> so that sorting the names gives the firing order.
@@ -71,12 +75,27 @@ exit 0
 # Claude Code, installed once per machine
 
 
-def cache_dir() -> Path:
-    """Where the pinned CLI is installed: $SESSION_DB_E2E_CACHE or the default under ~/.cache."""
+@dataclass(frozen=True)
+class ClaudeCode:
+    """One installed, pinned CLI: its version and the native binary to run."""
+
+    version: str
+    binary: Path
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        """The events `hooks install` (and the capture hook) use for this version."""
+        return detect_claude_events(self.version)
+
+
+def cache_dir(version: str) -> Path:
+    """Where one pinned CLI is installed: claude-code-<version> under $SESSION_DB_E2E_CACHE
+    (default ~/.cache/session-db-e2e)."""
     configured = os.environ.get("SESSION_DB_E2E_CACHE")
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".cache" / "session-db-e2e" / f"claude-code-{CLAUDE_CODE_VERSION}"
+    base = (
+        Path(configured).expanduser() if configured else Path.home() / ".cache" / "session-db-e2e"
+    )
+    return base / f"claude-code-{version}"
 
 
 def _version_of(binary: Path) -> str | None:
@@ -92,8 +111,8 @@ def _version_of(binary: Path) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def _is_pinned(binary: Path) -> bool:
-    return (_version_of(binary) or "").split(" ")[0] == CLAUDE_CODE_VERSION
+def _is_pinned(binary: Path, version: str) -> bool:
+    return (_version_of(binary) or "").split(" ")[0] == version
 
 
 def _npm_registry(npm: str) -> str:
@@ -110,26 +129,27 @@ def _npm_registry(npm: str) -> str:
     return proc.stdout.strip() or "the npm registry"
 
 
-def install_claude_code(prefix: Path) -> Path:
-    """The platform binary of the pinned CLI, installed with npm into `prefix` unless present.
+def install_claude_code(prefix: Path, version: str) -> Path:
+    """The platform binary of CLI `version`, installed with npm into `prefix` unless present.
 
     npm writes into a staging directory that is renamed into place only when the binary runs,
     under a file lock, so an interrupted or concurrent install never leaves a half tree behind.
     """
+    package = f"{PACKAGE_NAME}@{version}"
     binary = prefix / PLATFORM_BINARY
-    if _is_pinned(binary):
+    if _is_pinned(binary, version):
         return binary
     npm = shutil.which("npm")
     if npm is None:
         pytest.fail(
-            f"npm is not on PATH: the e2e tests install {PACKAGE} with npm. Install Node.js and npm "
+            f"npm is not on PATH: the e2e tests install {package} with npm. Install Node.js and npm "
             "(Debian/Ubuntu: apt-get install nodejs npm) and run again",
             pytrace=False,
         )
     prefix.parent.mkdir(parents=True, exist_ok=True)
     with (prefix.parent / f".{prefix.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _is_pinned(binary):
+        if _is_pinned(binary, version):
             return binary
         staging = Path(tempfile.mkdtemp(dir=prefix.parent, prefix=f".{prefix.name}.staging-"))
         try:
@@ -143,7 +163,7 @@ def install_claude_code(prefix: Path) -> Path:
                 "--no-fund",
                 "--ignore-scripts",
                 "--no-update-notifier",
-                PACKAGE,
+                package,
             ]
             started = time.monotonic()
             try:
@@ -167,9 +187,9 @@ def install_claude_code(prefix: Path) -> Path:
                     f"npm said:\n{said[-3000:]}",
                     pytrace=False,
                 )
-            if not _is_pinned(staging / PLATFORM_BINARY):
+            if not _is_pinned(staging / PLATFORM_BINARY, version):
                 pytest.fail(
-                    f"npm installed {PACKAGE} but {PLATFORM_BINARY} is missing or reports "
+                    f"npm installed {package} but {PLATFORM_BINARY} is missing or reports "
                     f"{_version_of(staging / PLATFORM_BINARY)!r} (the e2e tests need linux-x64)",
                     pytrace=False,
                 )
@@ -177,16 +197,25 @@ def install_claude_code(prefix: Path) -> Path:
             if prefix.exists():
                 shutil.rmtree(prefix)  # an earlier, broken install
             staging.rename(prefix)
-            sys.stderr.write(f"\ne2e: installed {PACKAGE} in {time.monotonic() - started:.1f} s\n")
+            sys.stderr.write(f"\ne2e: installed {package} in {time.monotonic() - started:.1f} s\n")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return binary
 
 
+@pytest.fixture(scope="session", params=CLAUDE_CODE_VERSIONS, ids=lambda v: f"cc{v}")
+def claude_code(request: pytest.FixtureRequest) -> ClaudeCode:
+    """Each pinned Claude Code CLI in turn (installed on first use; fails when npm cannot fetch it)."""
+    version = str(request.param)
+    return ClaudeCode(version, install_claude_code(cache_dir(version), version))
+
+
 @pytest.fixture(scope="session")
-def claude_bin() -> Path:
-    """The pinned Claude Code CLI (installed on first use; fails when npm cannot fetch it)."""
-    return install_claude_code(cache_dir())
+def newest_claude_code() -> ClaudeCode:
+    """Only the newest pinned CLI (for the per-model price sessions)."""
+    return ClaudeCode(
+        NEWEST_CLAUDE_CODE, install_claude_code(cache_dir(NEWEST_CLAUDE_CODE), NEWEST_CLAUDE_CODE)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,9 +290,12 @@ class Project:
 class Lab:
     """The fake API, one daemon on a fresh database, and helpers to run and inspect scenarios."""
 
-    def __init__(self, tmp_path: Path, db_url: str, claude: Path, api: FakeAnthropicAPI) -> None:
+    def __init__(
+        self, tmp_path: Path, db_url: str, claude: ClaudeCode, api: FakeAnthropicAPI
+    ) -> None:
         self.tmp_path = tmp_path
-        self.claude = claude
+        self.cli = claude
+        self.claude = claude.binary
         self.api = api
         root = tmp_path / "session-db"
         (root / "home").mkdir(parents=True)
@@ -287,7 +319,9 @@ class Lab:
         hook = p.capture / "capture-hook"
         hook.write_text(CAPTURE_HOOK.format(dir=shlex.quote(str(p.capture))))
         hook.chmod(0o755)
-        p.settings.write_text(json.dumps({"hooks": capture_hooks(hook)}, indent=2) + "\n")
+        p.settings.write_text(
+            json.dumps({"hooks": capture_hooks(hook, self.cli.events)}, indent=2) + "\n"
+        )
         done = subprocess.run(
             [session_db_cli(), "hooks", "install", "--project", str(p.dir)],
             env={
@@ -302,14 +336,16 @@ class Lab:
             check=False,
         )
         assert 0 == done.returncode, done.stderr
+        assert done.stdout.startswith(describe_detection(self.cli.version)), done.stdout
         hooks = json.loads(p.settings.read_text())["hooks"]
         handlers = {
             event: [h["command"] for g in groups for h in g.get("hooks", [])]
             for event, groups in hooks.items()
         }
         # `hooks install` kept every capture handler and added ours beside it.
-        assert [] == [e for e in CAPTURED_EVENTS if not any(str(hook) in c for c in handlers[e])]
+        assert [] == [e for e in self.cli.events if not any(str(hook) in c for c in handlers[e])]
         assert [] == [e for e in handlers if not any("session-db-hook" in c for c in handlers[e])]
+        assert set(self.cli.events) == set(handlers)
         return p
 
     # -- running the CLI --------------------------------------------------------------------
@@ -349,6 +385,7 @@ class Lab:
         prompt: str,
         *flags: str,
         permission_mode: str = "bypassPermissions",
+        model: str = MODEL,
     ) -> CliRun:
         """`claude -p PROMPT --output-format json` in the project dir; the parsed result."""
         command = [
@@ -358,7 +395,7 @@ class Lab:
             "--output-format",
             "json",
             "--model",
-            MODEL,
+            model,
             "--permission-mode",
             permission_mode,
             *flags,
@@ -408,8 +445,17 @@ class Lab:
         try:
             wait_for(lambda: self.hook_rows() >= expected, WAIT_S, f"{expected} hook rows")
         except AssertionError:
+            stored = Counter(
+                dict(
+                    self.query(
+                        "SELECT event_type, count(*) FROM agent_logs WHERE event_category = 'hook'"
+                        " GROUP BY 1"
+                    )
+                )
+            )
             raise AssertionError(
-                f"{self.hook_rows()} of {expected} events ingested; quarantined: "
+                f"{self.hook_rows()} of {expected} events ingested (fired, not stored: "
+                f"{dict(p.fired() - stored)}); quarantined: "
                 f"{self._quarantined()}; daemon log tail:\n{self.daemon_log()[-3000:]}"
             ) from None
         files = p.transcripts(session_id)
@@ -489,10 +535,10 @@ class Lab:
         return total(r.usage for r in self.answered(scenario, role) if r.usage is not None)
 
 
-def capture_hooks(command: Path) -> dict[str, list[dict[str, Any]]]:
+def capture_hooks(command: Path, events: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
     """Settings `hooks` running the capture hook for every event (tool events match "*")."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for event in CAPTURED_EVENTS:
+    for event in events:
         handler = {
             "type": "command",
             "command": f"{shlex.quote(str(command))} {event}",
@@ -520,10 +566,10 @@ def fake_api() -> Iterator[FakeAnthropicAPI]:
         api.close()
 
 
-@pytest.fixture
-def lab(tmp_path: Path, db_url: str, claude_bin: Path, fake_api: FakeAnthropicAPI) -> Iterator[Lab]:
-    """A running daemon on a fresh database, the fake API and the pinned CLI."""
-    lab = Lab(tmp_path, db_url, claude_bin, fake_api)
+def _running_lab(
+    tmp_path: Path, db_url: str, claude: ClaudeCode, api: FakeAnthropicAPI
+) -> Iterator[Lab]:
+    lab = Lab(tmp_path, db_url, claude, api)
     lab.start_daemon()
     try:
         yield lab
@@ -533,3 +579,19 @@ def lab(tmp_path: Path, db_url: str, claude_bin: Path, fake_api: FakeAnthropicAP
                 lab.daemon.stop(10)
             if lab.daemon.proc.poll() is None:
                 lab.daemon.kill()
+
+
+@pytest.fixture
+def lab(
+    tmp_path: Path, db_url: str, claude_code: ClaudeCode, fake_api: FakeAnthropicAPI
+) -> Iterator[Lab]:
+    """A running daemon on a fresh database, the fake API and each pinned CLI in turn."""
+    yield from _running_lab(tmp_path, db_url, claude_code, fake_api)
+
+
+@pytest.fixture
+def newest_lab(
+    tmp_path: Path, db_url: str, newest_claude_code: ClaudeCode, fake_api: FakeAnthropicAPI
+) -> Iterator[Lab]:
+    """The same world with only the newest pinned CLI."""
+    yield from _running_lab(tmp_path, db_url, newest_claude_code, fake_api)

@@ -47,9 +47,16 @@ class Usage:
     cache_write_1h: int = 0
     cache_read: int = 0
     output_tokens: int = 0
+    speed: str | None = None  # "fast" for a fast-mode response (reference §9); None: not sent
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Input incl. cache writes and reads: what a whole-request price tier looks at."""
+        return self.input_tokens + self.cache_write_5m + self.cache_write_1h + self.cache_read
 
     def api(self, output_tokens: int | None = None) -> dict[str, Any]:
         """The `usage` object of the Messages API (output_tokens may be a placeholder)."""
+        speed = {} if self.speed is None else {"speed": self.speed}
         return {
             "input_tokens": self.input_tokens,
             "cache_creation_input_tokens": self.cache_write_5m + self.cache_write_1h,
@@ -60,6 +67,7 @@ class Usage:
             },
             "output_tokens": self.output_tokens if output_tokens is None else output_tokens,
             "service_tier": "standard",
+            **speed,
         }
 
     def __add__(self, other: Usage) -> Usage:

@@ -157,6 +157,7 @@ def assert_tool_calls(lab: Lab, p: Project, session_id: str, outcomes: Mapping[s
 def session_costs(lab: Lab, session_id: str) -> dict[str, Any]:
     cols = [
         "cost_usd",
+        "cli_cost_usd",
         "responses",
         "subagents",
         "input_tokens",
@@ -184,7 +185,8 @@ def tokens(u: Usage) -> dict[str, int]:
 
 
 def assert_costs(lab: Lab, session_id: str, scenarios: Sequence[str], run: CliRun) -> Decimal:
-    """Token totals equal the fake API's answers; cost equals the CLI's total_cost_usd (1e-6)."""
+    """Token totals equal the fake API's answers; cost and the stored cost-state figure equal the
+    CLI's total_cost_usd (1e-6); cost_check has no row for the session."""
     answered = [r for s in scenarios for r in lab.answered(s)]
     told = total(lab.usage(s) for s in scenarios)
     costs = session_costs(lab, session_id)
@@ -195,6 +197,10 @@ def assert_costs(lab: Lab, session_id: str, scenarios: Sequence[str], run: CliRu
     assert abs(cli_total - told.cost_usd()) < TOLERANCE, "the CLI prices the fake usage at list"
     assert costs["cost_usd"] is not None
     assert abs(cli_total - costs["cost_usd"]) < TOLERANCE, (cli_total, costs["cost_usd"])
+    # The self-check: Claude Code's own figure (its cost-state lines) was read, and agrees.
+    assert costs["cli_cost_usd"] is not None, "no cost-state line read"
+    assert abs(cli_total - costs["cli_cost_usd"]) < TOLERANCE, (cli_total, costs["cli_cost_usd"])
+    assert [] == lab.query("SELECT * FROM cost_check WHERE claude_session_id = %s", session_id)
     return Decimal(costs["cost_usd"])
 
 

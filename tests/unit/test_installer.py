@@ -7,6 +7,7 @@ import re
 import shlex
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ TOOL_EVENTS = {
     "PostToolUseFailure",
     "PermissionRequest",
     "PermissionDenied",
+    "PreSkillShellCommand",
 }
 LATE_EVENTS = {"PreModelSwitch", "PostModelSwitch", "MessageDisplay", "PostToolBatch"}
 
@@ -162,7 +164,7 @@ def test_installed_hook_runs_directly_immune_to_bash_env(tmp_path: Path) -> None
 
 
 def test_known_events_cover_reference_minus_excluded() -> None:
-    """KNOWN_EVENTS lists the 31 events of the reference, without the worktree events."""
+    """KNOWN_EVENTS lists the 32 events of the reference (§5 and §17), without the worktree events."""
     named = {
         "PreModelSwitch", "PostModelSwitch", "MessageDisplay", "PostToolBatch",
         "UserPromptExpansion", "Setup", "StopFailure", "PermissionDenied", "TeammateIdle",
@@ -170,9 +172,9 @@ def test_known_events_cover_reference_minus_excluded() -> None:
         "ConfigChange", "TaskCreated", "TaskCompleted",
         "Notification", "InstructionsLoaded", "SessionStart", "SessionEnd", "UserPromptSubmit",
         "PreToolUse", "PermissionRequest", "PostToolUse", "PostToolUseFailure", "SubagentStart",
-        "SubagentStop", "Stop", "PreCompact", "PostCompact",
+        "SubagentStop", "Stop", "PreCompact", "PostCompact", "PreSkillShellCommand",
     }  # fmt: skip
-    assert 31 == len(KNOWN_EVENTS)
+    assert 32 == len(KNOWN_EVENTS)
     assert named == set(KNOWN_EVENTS)
     assert set() == EXCLUDED_EVENTS & set(KNOWN_EVENTS)
 
@@ -185,17 +187,62 @@ def test_known_events_match_fixture_capture() -> None:
 
 
 @pytest.mark.parametrize(
-    "version", [None, "2.1.330", "2.1.330 (Claude Code)", "2.2.0", "3.0.0", "nonsense"]
+    "version", ["2.1.332", "2.1.332 (Claude Code)", "2.1.334", "2.2.0", "3.0.0"]
 )
-def test_detect_claude_events_current_or_unknown_gets_all(version: str | None) -> None:
-    """No version, 2.1.330 or newer, or an unparsable string: every known event."""
+def test_detect_claude_events_2_1_332_or_newer_gets_all(version: str) -> None:
+    """2.1.332 or newer: every known event, PreSkillShellCommand included."""
     assert KNOWN_EVENTS == detect_claude_events(version)
+    assert "PreSkillShellCommand" in detect_claude_events(version)
+
+
+@pytest.mark.parametrize("version", ["2.1.330", "2.1.330 (Claude Code)", "2.1.331"])
+def test_detect_claude_events_2_1_330_and_331_leave_out_pre_skill_shell_command(
+    version: str,
+) -> None:
+    """2.1.330 and 2.1.331 (which open a dialog for it): every event but PreSkillShellCommand."""
+    assert tuple(e for e in KNOWN_EVENTS if e != "PreSkillShellCommand") == detect_claude_events(
+        version
+    )
 
 
 @pytest.mark.parametrize("version", ["2.1.329", "2.1.240 (Claude Code)", "1.0.100"])
 def test_detect_claude_events_older_drops_late_events(version: str) -> None:
-    """Before 2.1.330 the events first seen in 2.1.330 are left out, the rest kept in order."""
-    assert tuple(e for e in KNOWN_EVENTS if e not in LATE_EVENTS) == detect_claude_events(version)
+    """Before 2.1.330 the events first seen in 2.1.330 or later are left out, the rest kept in order."""
+    assert tuple(
+        e for e in KNOWN_EVENTS if e not in LATE_EVENTS | {"PreSkillShellCommand"}
+    ) == detect_claude_events(version)
+
+
+@pytest.mark.parametrize("version", [None, "nonsense", ""])
+def test_detect_claude_events_unknown_version_gets_only_events_every_version_accepts(
+    version: str | None,
+) -> None:
+    """No `claude` (or an unparsable version): only the events the oldest version accepts, so no
+    version can reject the file; the same set as for the oldest version."""
+    baseline = detect_claude_events(version)
+    assert installer.BASELINE_EVENTS == baseline
+    assert set() == (LATE_EVENTS | {"PreSkillShellCommand"}) & set(baseline)
+    assert detect_claude_events("1.0.0") == baseline
+    assert 27 == len(baseline)
+
+
+@pytest.mark.parametrize(
+    ("version", "said"),
+    [
+        ("2.1.332", "Claude Code 2.1.332 detected: installing 32 events"),
+        (
+            "2.1.330",
+            "Claude Code 2.1.330 detected: installing 31 events (not PreSkillShellCommand: newer"
+            " than this version)",
+        ),
+        (None, "no `claude` on PATH (or `claude --version` failed): installing the 27 events"),
+    ],
+)
+def test_describe_detection_names_the_version_and_what_is_installed(
+    version: str | None, said: str
+) -> None:
+    """The line `hooks install` prints names the detected version, or says none was found."""
+    assert installer.describe_detection(version).startswith(said)
 
 
 def fake_claude(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
@@ -206,6 +253,54 @@ def fake_claude(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> N
     exe.write_text(f"#!/bin/sh\n{body}\n")
     exe.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+
+
+@pytest.mark.parametrize(
+    ("claude", "said", "beyond_baseline"),
+    [
+        (
+            'echo "2.1.332 (Claude Code)"',
+            "Claude Code 2.1.332 detected",
+            LATE_EVENTS | {"PreSkillShellCommand"},
+        ),
+        ('echo "2.1.330 (Claude Code)"', "Claude Code 2.1.330 detected", LATE_EVENTS),
+        (None, "no `claude` on PATH", set()),
+    ],
+)
+def test_hooks_install_prints_detected_version_and_installs_its_events(
+    tmp_path: Path, home: Path, claude: str | None, said: str, beyond_baseline: set[str]
+) -> None:
+    """`session-db hooks install` (the real command) says which Claude Code it found and writes
+    exactly the events that version accepts, keeping the user's own hooks."""
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir()
+    if claude is not None:
+        (bin_dir / "claude").write_text(f"#!/bin/sh\n{claude}\n")
+        (bin_dir / "claude").chmod(0o755)
+    path = settings_path(home, None)
+    write_json(path, USER_SETTINGS)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "SESSION_DB_DATA_DIR": str(tmp_path / "data"),
+        "SESSION_DB_SPOOL": str(tmp_path / "spool"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "daemon", "hooks", "install"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert 0 == done.returncode, done.stderr
+    assert done.stdout.startswith(said), done.stdout
+    data = json.loads(path.read_text())
+    assert set(installer.BASELINE_EVENTS) | beyond_baseline == set(our_handlers(data))
+    assert USER_SETTINGS["hooks"]["Stop"] == [
+        g for g in data["hooks"]["Stop"] if "session-db-hook" not in json.dumps(g)
+    ]
 
 
 def test_claude_version_parses_cli_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
