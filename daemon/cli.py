@@ -272,7 +272,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except Exception:
+    except Exception as exc:
+        from daemon import db
+
+        if db.is_driver_error(exc):  # a one-shot command met the database: classified here, once
+            err = db.classify(exc)
+            exit_code = getattr(err, "exit_code", EX_SOFTWARE)
+            log.error("database_error", error=str(err), exit_code=exit_code)  # noqa: TRY400 - the message says it all
+            return int(exit_code)
         log.exception("crashed")  # a bug or a dead side task: exit non-zero so systemd restarts us
         return EX_SOFTWARE
 
@@ -328,12 +335,12 @@ def cmd_migrate(settings: config.Settings, args: argparse.Namespace) -> int:
     from daemon import migrations
 
     with database(settings) as url:
-        before = _safe_revision(url)
-        migrations.upgrade(url, args.revision)
-        after = migrations.current_revision(url)
+        before = _safe_revision(url, settings.connect_timeout_s)
+        migrations.upgrade(url, args.revision, connect_timeout_s=settings.connect_timeout_s)
+        after = migrations.current_revision(url, connect_timeout_s=settings.connect_timeout_s)
         log.info("migrated", before=before, after=after)
         if after == migrations.head_revision():
-            from daemon.partitions import PartitionBusyError
+            from daemon.errors import PartitionBusyError
 
             try:
                 _ensure_partitions(settings, url, None, split=False)
@@ -432,11 +439,11 @@ def cmd_prune(settings: config.Settings, args: argparse.Namespace) -> int:
     return EX_OK
 
 
-def _safe_revision(url: str) -> str | None:
+def _safe_revision(url: str, connect_timeout_s: int) -> str | None:
     from daemon import migrations
 
     try:
-        return migrations.current_revision(url)
+        return migrations.current_revision(url, connect_timeout_s=connect_timeout_s)
     except Exception:  # noqa: BLE001 - only for the log line; migrate reports real errors itself
         return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 EX_OK = 0
 EX_SOFTWARE = 70  # internal error: a side task died, an invariant broke
 EX_IOERR = 74  # our own durable write failed (fsync, ENOSPC): fail-stop
+EX_TEMPFAIL = 75  # sysexits: the database is unreachable or busy, try again later
 EX_CONFIG = 78  # bad configuration or schema mismatch: do not restart-loop
 
 
@@ -24,6 +25,19 @@ class SchemaMismatchError(ConfigError):
     """The database is at another Alembic revision than this code expects."""
 
 
+class ServerTooOldError(ConfigError):
+    """The PostgreSQL server (or the embedded cluster's binaries) predates what the schema needs."""
+
+
+class ClusterError(ConfigError):
+    """The embedded cluster cannot be found, created, started or stopped.
+
+    The message names the file or setting at fault and what to do about it. It is a
+    configuration error (exit 78): restarting the daemon would not install PostgreSQL.
+    The running daemon catches it when it restarts a cluster that died, and retries.
+    """
+
+
 class FatalIOError(SessionDbError):
     """Our own durable state could not be written: stop rather than risk loss."""
 
@@ -31,7 +45,12 @@ class FatalIOError(SessionDbError):
 
 
 class TransientDbError(SessionDbError):
-    """The database is unreachable or busy: retry the same batch later."""
+    """The database is unreachable or busy: retry the same batch later.
+
+    The daemon retries; a one-shot command (`status`, `migrate`, `ingest --once`) exits 75.
+    """
+
+    exit_code = EX_TEMPFAIL
 
 
 class PermanentRowError(SessionDbError):
@@ -48,3 +67,13 @@ class UnknownDbError(SessionDbError):
     def __init__(self, message: str, sqlstate: str | None) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
+
+
+class PartitionBusyError(SessionDbError):
+    """agent_logs stayed locked by other sessions (long queries) past every retry."""
+
+    exit_code = EX_TEMPFAIL
+
+
+class PartitionPermissionError(ConfigError):
+    """This role may not create or drop partitions (it does not own agent_logs)."""
