@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -142,9 +143,7 @@ def test_status_tells_a_clean_stop_from_a_crash_and_lists_no_one_shot_runs(
     states = {d["pid"]: (d["state"], d["stopped_at"]) for d in _daemons(env)}
     assert ("running", None) == states[crashed.proc.pid]  # stale once silent for 60 s
     with psycopg.connect(env.db_url) as conn:
-        conn.execute(
-            "UPDATE daemon_heartbeats SET last_heartbeat = now() - interval '2 minutes'"
-        )
+        conn.execute("UPDATE daemon_heartbeats SET last_heartbeat = now() - interval '2 minutes'")
     states = {d["pid"]: (d["state"], d["stale"]) for d in _daemons(env)}
     assert ("stale", True) == states[crashed.proc.pid]
     assert ("stopped", False) == states[clean.proc.pid]
@@ -177,7 +176,7 @@ def test_backoff_holds_while_new_spool_files_keep_waking_the_loop(
     retries = _retries(daemon)
     assert 0 == daemon.stop()
     assert len(retries) >= 2
-    for (at, delay), (next_at, _) in zip(retries, retries[1:], strict=False):
+    for (at, delay), (next_at, _) in itertools.pairwise(retries):
         # The next attempt's line comes after the delay (and the attempt) of this one.
         assert next_at >= at + delay, (at, delay, next_at)
     assert n > 10 * len(retries)
