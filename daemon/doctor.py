@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import config, installer
+from daemon.errors import InstallerError
 from daemon.spool import Spool
 
 
@@ -45,7 +46,7 @@ def check_settings(path: Path, settings: config.Settings, events: tuple[str, ...
         return []
     try:
         _, data = installer.load_settings(path, strict=True)
-    except installer.InstallerError as exc:
+    except InstallerError as exc:
         return [
             Finding(
                 "fail", str(exc), f"fix {path}; Claude Code skips an invalid settings file entirely"

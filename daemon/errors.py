@@ -21,6 +21,10 @@ class ConfigError(SessionDbError):
     exit_code = EX_CONFIG
 
 
+class InstallerError(ConfigError):
+    """A settings or hook file cannot be changed safely; the message names it and the fix."""
+
+
 class SchemaMismatchError(ConfigError):
     """The database is at another Alembic revision than this code expects."""
 

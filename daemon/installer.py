@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from daemon.errors import ConfigError
+from daemon.errors import InstallerError
 
 HOOK_NAME = "session-db-hook"
 HOOK_TIMEOUT_S = 10  # also raises Claude Code's shared 1.5 s SessionEnd budget to this value
@@ -91,10 +91,6 @@ EVENT_MIN_VERSION: dict[str, tuple[int, int, int]] = {
 
 _VERSION_RE = re.compile(r"^\s*v?(\d+)\.(\d+)\.(\d+)")
 _BACKUP_SUFFIX = ".bak-"
-
-
-class InstallerError(ConfigError):
-    """A settings or hook file cannot be changed safely; the message names it and the fix."""
 
 
 @dataclass(frozen=True)
