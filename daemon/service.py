@@ -300,7 +300,8 @@ class Service:
                 self._set_db_state("down", error=str(exc))
                 if self.sink is not None:
                     self.sink.close()
-                self._recover_cluster()
+                if self._recover_cluster():
+                    db_ready = False  # a fresh server: check (and migrate) the schema again
                 # The whole delay is waited, whatever wakes the loop (new spool files keep
                 # arriving during an outage); only a stop ends it early.
                 timeout = backoff.next_delay()
@@ -310,16 +311,17 @@ class Service:
                 break
             self._wait(timeout, hold=hold)
 
-    def _recover_cluster(self) -> None:
-        """The embedded cluster is ours: when its postmaster is gone, start it again.
+    def _recover_cluster(self) -> bool:
+        """The embedded cluster is ours: when its postmaster is gone, start it again (True).
 
         Runs at most once per failed attempt, so the reconnect backoff paces restarts too."""
         if self.cluster is None:
-            return
+            return False
         try:
-            self.cluster.restart_if_gone()
+            return self.cluster.restart_if_gone()
         except ClusterError as exc:
             log.error("cluster_restart_failed", error=str(exc).splitlines()[0])  # noqa: TRY400 - retried; the message says it all
+            return False
 
     def _wait(self, timeout: float, *, hold: bool = False) -> bool:
         """Wait up to `timeout` s, feeding the watchdog; True when woken early.
