@@ -31,6 +31,8 @@ class Waker:
         self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def wake(self) -> None:
+        if self._write_fd < 0:
+            return  # closed: a late watcher thread must not write into a reused descriptor
         try:
             os.write(self._write_fd, b"\0")
         except BlockingIOError:
@@ -54,7 +56,8 @@ class Waker:
             pass
 
     def close(self) -> None:
-        for fd in (self._read_fd, self._write_fd):
+        fds, (self._read_fd, self._write_fd) = (self._read_fd, self._write_fd), (-1, -1)
+        for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
