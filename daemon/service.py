@@ -488,6 +488,7 @@ class Service:
                 self.tracker.sync(self.roots())
         finally:
             self.shutdown()
+            self._waker.close()
         return self.totals
 
 
