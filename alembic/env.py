@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 
-import psycopg
-import sqlalchemy as sa
-
 from alembic import context
+from daemon.migrations import engine
 from daemon.schema import metadata
 
 config = context.config
@@ -25,8 +23,9 @@ def run_migrations_online() -> None:
     url = os.environ.get("SESSION_DB_URL")
     if not url:
         raise SystemExit("SESSION_DB_URL is not set: export it, or use `session-db migrate`.")
-    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url))
-    with engine.connect() as conn:
+    # The same factory as every session-db connection (db.connect: timeouts, keepalives);
+    # no statement timeout, as `session-db migrate`.
+    with engine(url, statement_timeout_ms=0).connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata)
         with context.begin_transaction():
             context.run_migrations()

@@ -66,14 +66,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     logsetup.configure(settings.log_format, secrets=dsn.secrets(settings.url), level=level)
     try:
         return int(args.handler(settings, args))
-    except (UsageError, InputDataError) as exc:  # the user's input, not the daemon: no log record
-        print(f"session-db: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except SessionDbError as exc:
-        log.error("fatal", error=str(exc), exit_code=exc.exit_code)  # noqa: TRY400 - the message says it all
-        return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except Exception:
-        log.exception("crashed")  # a bug or a dead side task: exit non-zero so systemd restarts us
-        return EX_SOFTWARE
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one exit code, logged once
+        return _exit_code_of(exc)
+
+
+def _exit_code_of(exc: Exception) -> int:
+    """Report the exception that ended a command, once, and return its exit code."""
+    if isinstance(exc, UsageError | InputDataError):  # the user's input: no log record
+        print(f"session-db: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if isinstance(exc, SessionDbError):
+        log.error("fatal", error=str(exc), exit_code=exc.exit_code)
+        return exc.exit_code
+    from daemon import db
+
+    if db.is_driver_error(exc):  # a one-shot command met the database: classified here, once
+        err = db.classify(exc)
+        exit_code = int(getattr(err, "exit_code", EX_SOFTWARE))
+        log.error("database_error", error=str(err), exit_code=exit_code)
+        return exit_code
+    log.exception("crashed")  # a bug or a dead side task: exit non-zero so systemd restarts us
+    return EX_SOFTWARE

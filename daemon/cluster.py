@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,15 +37,21 @@ import psycopg
 import structlog
 from psycopg import errors, sql
 
+from daemon import db
+from daemon.errors import ClusterError
+
 PG_BIN_ENV = "SESSION_DB_PG_BIN"
 SUPERUSER = "session_db"
 DBNAME = "session_db"
 SOCKET_PATH_MAX = 100
 START_TIMEOUT_S = 30
+CONNECT_TIMEOUT_S = 10  # the set-up connection to the local socket
+INITDB_TIMEOUT_S = 120
+SCRATCH_PREFIX = "data.initdb."  # + a random suffix: one fresh directory per initdb attempt
 
 PORT = 5432
 SOCKET_NAME = f".s.PGSQL.{PORT}"
-MIN_MAJOR = 10
+MIN_MAJOR = db.MIN_SERVER_MAJOR
 LOCK_TIMEOUT_S = 2 * START_TIMEOUT_S + 10
 STOP_TIMEOUT_S = START_TIMEOUT_S
 LOG_TAIL_BYTES = 4000
@@ -60,13 +67,6 @@ _SHELL_UNSAFE = ('"', "`", "$", "\\", "\n")
 _SHM_IN_USE = "pre-existing shared memory block"
 
 log = structlog.get_logger(__name__)
-
-
-class ClusterError(Exception):
-    """The embedded cluster cannot be found, created, started or stopped.
-
-    The message names the file or setting at fault and what to do about it.
-    """
 
 
 @dataclass(frozen=True)
@@ -252,6 +252,8 @@ class EmbeddedCluster:
         self.log_path = self.pg_dir / "postgres.log"
         self.lock_path = self.pg_dir / "lock"
         self.binaries_path = self.pg_dir / "BINARIES"
+        self.users_path = self.pg_dir / "users"
+        self._users_fd: int | None = None  # our shared flock on users_path while we use the cluster
         self.socket_dir = self._choose_socket_dir()
         self._wrapper: list[str] | None = None
 
@@ -277,18 +279,65 @@ class EmbeddedCluster:
         Returns True when this call started the server, False when it reused a postmaster
         already running on this data directory (e.g. left over after the daemon was killed).
         """
-        with self._locked():
+        with self._locked() as lock_fd:
             _check_shell_safe(self.data_dir, "data directory")
             _check_shell_safe(self.log_path, "log file")
+            self._register_user()
             self._prepare_socket_dir()
             if not (self.data_dir / "PG_VERSION").exists():
-                self._initdb()
+                self._initdb(lock_fd)
             self._check_version()
             self._write_binaries_file()
             self._write_conf()
             started = self._start_or_reuse()
             self._ensure_database()
             return started
+
+    def release(self) -> bool:
+        """This process stops using the cluster; the last user out stops it.
+
+        Every user (daemon, one-shot command) holds a shared ``flock`` on ``<state>/pg/users``
+        from :meth:`ensure_started` until here. Under the cluster lock we drop ours and try
+        an exclusive one: granted means no other process uses the cluster, so we stop it;
+        refused means another user still needs it, so it keeps running. A user starting
+        meanwhile waits for the cluster lock, then finds the server stopped and starts it.
+        Returns True when this call stopped the server.
+        """
+        if self._users_fd is None:
+            return False
+        with self._locked():
+            os.close(self._users_fd)
+            self._users_fd = None
+            fd = os.open(self.users_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    log.info("cluster_left_running", reason="other users remain")
+                    return False
+                self._stop_unlocked()
+                return True
+            finally:
+                os.close(fd)
+
+    def restart_if_gone(self) -> bool:
+        """Start the server again when its postmaster died (OOM killer, kill -9).
+
+        Called by a running daemon that lost its connection; returns True when it restarted
+        the server. Raises ClusterError when it cannot (the daemon logs it and retries).
+        """
+        if self.is_running():
+            return False
+        start = time.monotonic()
+        self.ensure_started()
+        pidfile = self._read_pid_file()
+        log.warning(
+            "cluster_restarted",
+            pid=pidfile.pid if pidfile else None,
+            data_dir=str(self.data_dir),
+            duration_ms=_ms(start),
+        )
+        return True
 
     def stop(self) -> None:
         """Fast shutdown (``pg_ctl stop -m fast -w``); nothing to do when not running."""
@@ -332,10 +381,18 @@ class EmbeddedCluster:
         if st.st_mode & 0o077:
             path.chmod(0o700)
 
+    def _register_user(self) -> None:
+        """Hold a shared flock on the users file until release() (under the cluster lock)."""
+        if self._users_fd is not None:
+            return
+        fd = os.open(self.users_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # an exclusive holder holds the cluster lock too: brief
+        self._users_fd = fd
+
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> Iterator[int]:
         self.pg_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             deadline = time.monotonic() + LOCK_TIMEOUT_S
             while True:
@@ -350,14 +407,14 @@ class EmbeddedCluster:
                             f"(`fuser {self.lock_path}`)"
                         ) from None
                     time.sleep(0.05)
-            yield
+            yield fd
         finally:
             os.close(fd)
 
     # ----------------------------------------------------------------- subprocesses
 
     def _run_pg(
-        self, tool: str, args: list[str], *, timeout: float
+        self, tool: str, args: list[str], *, timeout: float, pass_fds: tuple[int, ...] = ()
     ) -> subprocess.CompletedProcess[str]:
         if self._wrapper is None:
             self._wrapper = privilege_wrapper()
@@ -371,6 +428,7 @@ class EmbeddedCluster:
                 cwd=self.pg_dir,
                 timeout=timeout,
                 check=False,
+                pass_fds=pass_fds,
             )
         except OSError as exc:
             raise ClusterError(f"cannot run {argv[0]}: {exc}; {INSTALL_HINT}") from exc
@@ -405,7 +463,7 @@ class EmbeddedCluster:
 
     # ----------------------------------------------------------------- init
 
-    def _initdb(self) -> None:
+    def _initdb(self, lock_fd: int) -> None:
         start = time.monotonic()
         if self.data_dir.exists():
             if any(self.data_dir.iterdir()):
@@ -414,11 +472,12 @@ class EmbeddedCluster:
                     "PostgreSQL data directory; move it away and start again"
                 )
             self.data_dir.rmdir()
-        # initdb into a scratch directory and rename: an interrupted initdb never leaves a
-        # half-made data directory behind.
-        scratch = self.pg_dir / "data.initdb"
-        if scratch.exists():
-            shutil.rmtree(scratch)
+        # initdb into a fresh scratch directory and rename: an interrupted initdb never leaves
+        # a half-made data directory behind. initdb inherits the cluster lock, so when we are
+        # killed (-9) the orphaned initdb still holds it: the next start waits for it to end
+        # instead of deleting a directory it is still writing, and leftovers are then dead.
+        self._remove_scratch_dirs()
+        scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=self.pg_dir))
         proc = self._run_pg(
             "initdb",
             [
@@ -432,7 +491,8 @@ class EmbeddedCluster:
                 "--auth-local=trust",
                 "--auth-host=reject",
             ],
-            timeout=120,
+            timeout=INITDB_TIMEOUT_S,
+            pass_fds=(lock_fd,),
         )
         if proc.returncode != 0:
             raise self._error("initdb failed", proc)
@@ -450,6 +510,17 @@ class EmbeddedCluster:
             major=self.binaries.major,
             duration_ms=_ms(start),
         )
+
+    def _remove_scratch_dirs(self) -> None:
+        """Delete scratch directories of earlier, interrupted attempts (we hold the lock, and
+        their initdb held it until it ended, so none is being written)."""
+        for old in self.pg_dir.glob(SCRATCH_PREFIX.rstrip(".") + "*"):  # and the old fixed name
+            try:
+                shutil.rmtree(old)
+            except OSError as exc:
+                log.warning("cluster_scratch_left", path=str(old), error=str(exc))
+            else:
+                log.info("cluster_scratch_removed", path=str(old))
 
     def _check_version(self) -> None:
         version_file = self.data_dir / "PG_VERSION"
@@ -662,22 +733,16 @@ class EmbeddedCluster:
         deadline = start + START_TIMEOUT_S
         while True:
             try:
-                with psycopg.connect(
-                    host=str(self.socket_dir),
-                    port=PORT,
-                    user=SUPERUSER,
-                    dbname="postgres",
-                    autocommit=True,
-                    connect_timeout=10,
+                conninfo = psycopg.conninfo.make_conninfo(
+                    host=str(self.socket_dir), port=PORT, user=SUPERUSER, dbname="postgres"
+                )
+                with db.connect(
+                    conninfo, connect_timeout_s=CONNECT_TIMEOUT_S, autocommit=True
                 ) as conn:
-                    exists = conn.execute(
-                        "SELECT 1 FROM pg_database WHERE datname = %s", (DBNAME,)
-                    ).fetchone()
+                    exists = conn.execute(db.SELECT_DATABASE_EXISTS, (DBNAME,)).fetchone()
                     if exists is None:
                         with contextlib.suppress(errors.DuplicateDatabase):
-                            conn.execute(
-                                sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DBNAME))
-                            )
+                            conn.execute(db.CREATE_DATABASE.format(sql.Identifier(DBNAME)))
                         log.info("cluster_database_created", dbname=DBNAME, duration_ms=_ms(start))
                     return
             except psycopg.OperationalError as exc:

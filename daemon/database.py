@@ -12,19 +12,19 @@ from daemon import config
 
 @contextmanager
 def database(settings: config.Settings) -> Iterator[str]:
-    """The database URL; with no SESSION_DB_URL, the embedded cluster, started for the call if needed."""
+    """The database URL; with no SESSION_DB_URL, the embedded cluster, started for the call if
+    needed and stopped after it unless another process (a running daemon) still uses it."""
     if settings.url:
         yield settings.url
         return
     from daemon.cluster import EmbeddedCluster, find_binaries
 
     cluster = EmbeddedCluster(settings.state_dir, find_binaries(settings.pg_bin))
-    started = cluster.ensure_started()
+    cluster.ensure_started()
     try:
         yield cluster.url()
     finally:
-        if started:
-            cluster.stop()
+        cluster.release()  # stops it only when no other process (a daemon) uses it
 
 
 @contextmanager

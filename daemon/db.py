@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg import errors as pgerr
 from psycopg import sql
 
-from daemon.errors import PermanentRowError, TransientDbError, UnknownDbError
+from daemon.config import CONNECT_TIMEOUT_S, LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS
+from daemon.errors import PermanentRowError, ServerTooOldError, TransientDbError, UnknownDbError
 
 APPLICATION_NAME = "session-db"
 # libpq TCP settings unless the URL sets them: probe an idle connection after 10 s, every 3 s,
@@ -37,13 +39,27 @@ PERMANENT_CLASSES = frozenset({"22", "23"})
 PERMANENT_CODES = frozenset({"54000", "54001"})
 
 
-def connect(
-    url: str, *, connect_timeout_s: int, statement_timeout_ms: int, lock_timeout_ms: int
-) -> psycopg.Connection[tuple[object, ...]]:
-    """Open a connection for the daemon with durable commits and bounded waits.
+MIN_SERVER_MAJOR = 15  # the schema uses NULLS NOT DISTINCT; older servers are refused up front
 
-    `synchronous_commit` is forced on for this session: spool files are unlinked after
-    COMMIT, so an asynchronously committed transaction could be lost with its file gone.
+
+def connect(
+    url: str,
+    *,
+    connect_timeout_s: int = CONNECT_TIMEOUT_S,
+    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
+    lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+    autocommit: bool = False,
+) -> psycopg.Connection[Any]:
+    """The one way to open a PostgreSQL connection: bounded waits and durable commits.
+
+    Every connection of session-db comes from here (the daemon's sink, Alembic's engine, the
+    schema check, `status`, `roles`, partition DDL, the embedded cluster's set-up), so none
+    can hang on a server that accepts TCP and never answers: `connect_timeout` bounds the
+    whole handshake, keepalives and `tcp_user_timeout` bound a silent peer afterwards, and
+    `statement_timeout` bounds each statement (0 turns it off, for migrations and partition
+    DDL). `synchronous_commit` is forced on: spool files are unlinked after COMMIT, so an
+    asynchronously committed transaction could be lost with its file gone. A server older
+    than MIN_SERVER_MAJOR raises ServerTooOldError (a configuration error) at once.
     """
     # A server that vanishes without a FIN/RST (cable, NAT, VM paused) would leave a read
     # blocked forever; keepalives and tcp_user_timeout turn it into an error within bounds.
@@ -56,17 +72,37 @@ def connect(
         )
     )
     try:
+        check_server_version(conn.info.server_version)
         with conn.cursor() as cur:
             cur.execute(SET_SESSION, (str(statement_timeout_ms), str(lock_timeout_ms)))
         conn.commit()
+        conn.autocommit = autocommit
     except BaseException:
         conn.close()
         raise
     return conn
 
 
+def check_server_version(server_version_num: int) -> None:
+    """Refuse a server older than MIN_SERVER_MAJOR (`server_version_num`, e.g. 150004)."""
+    major = server_version_num // 10000
+    if major < MIN_SERVER_MAJOR:
+        raise ServerTooOldError(
+            f"the PostgreSQL server is version {major}; session-db needs PostgreSQL "
+            f"{MIN_SERVER_MAJOR} or newer (its schema uses NULLS NOT DISTINCT): upgrade the "
+            "server, or unset SESSION_DB_URL to use the embedded cluster"
+        )
+
+
 def classify(exc: BaseException) -> Exception:
-    """Map a driver exception to TransientDbError, PermanentRowError or UnknownDbError."""
+    """Map a driver exception to TransientDbError, PermanentRowError or UnknownDbError.
+
+    A SQLAlchemy wrapper (Alembic's engine) is unwrapped to the psycopg error in its `.orig`,
+    so callers hand over whatever they caught.
+    """
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, BaseException):
+        exc = orig
     sqlstate = getattr(exc, "sqlstate", None)
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and sqlstate is None:
@@ -84,6 +120,11 @@ def classify(exc: BaseException) -> Exception:
         if cls in PERMANENT_CLASSES or sqlstate in PERMANENT_CODES:
             return PermanentRowError(message, sqlstate)
     return UnknownDbError(message, sqlstate)
+
+
+def is_driver_error(exc: BaseException) -> bool:
+    """A psycopg error, bare or wrapped by SQLAlchemy (what `classify` understands)."""
+    return isinstance(exc, psycopg.Error) or isinstance(getattr(exc, "orig", None), psycopg.Error)
 
 
 @contextmanager
@@ -104,7 +145,7 @@ def transaction(
         raise
 
 
-__all__ = ["classify", "connect", "pgerr", "transaction"]
+__all__ = ["check_server_version", "classify", "connect", "is_driver_error", "pgerr", "transaction"]
 
 # --- statements -------------------------------------------------------------------------
 
@@ -306,7 +347,8 @@ ON CONFLICT (event_uid, occurred_at) DO NOTHING
 """
 
 STATUS_DAEMONS = """
-SELECT host, pid, version, started_at, last_heartbeat, events_ingested, backlog_files, last_error, stale
+SELECT host, pid, version, started_at, last_heartbeat, events_ingested, backlog_files, last_error, stale,
+    state, stopped_at
 FROM daemon_status ORDER BY host, started_at DESC
 """
 
@@ -602,6 +644,13 @@ ON CONFLICT (host, pid, started_at) DO UPDATE SET
     last_error_at = coalesce(EXCLUDED.last_error_at, h.last_error_at)
 """
 
+# reliability-processes: a daemon that stops cleanly says so (status shows "stopped", not STALE)
+MARK_HEARTBEAT_STOPPED = """
+UPDATE daemon_heartbeats SET stopped_at = now(), last_heartbeat = now(),
+    events_ingested = %(events)s, quarantined = %(quarantined)s
+WHERE host = %(host)s AND pid = %(pid)s AND started_at = %(started_at)s
+"""
+
 # --- migrations (daemon/migrations.py) -----------------------------------------------------
 
 # Transaction-scoped advisory locks: released by the COMMIT or ROLLBACK that ends the work.
@@ -763,3 +812,8 @@ SELECT_SESSION_TURNS = """
 SELECT prompt_id, duration_ms, tool_uses, input_tokens, output_tokens, cost_usd
 FROM conversation_turns WHERE claude_session_id = %s
 """
+
+# --- embedded cluster (daemon/cluster.py) ---------------------------------------------------
+
+SELECT_DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %s"
+CREATE_DATABASE = sql.SQL("CREATE DATABASE {}")

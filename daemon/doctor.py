@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import config, db, installer
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, InstallerError
 from daemon.spool import Spool
 
 
@@ -47,7 +47,7 @@ def check_settings(path: Path, settings: config.Settings, events: tuple[str, ...
         return []
     try:
         _, data = installer.load_settings(path, strict=True)
-    except installer.InstallerError as exc:
+    except InstallerError as exc:
         return [
             Finding(
                 "fail", str(exc), f"fix {path}; Claude Code skips an invalid settings file entirely"

@@ -8,6 +8,7 @@ EX_USAGE = 64  # the command line is wrong: a flag's value, a missing argument
 EX_DATAERR = 65  # an input file given on the command line is unreadable or malformed
 EX_SOFTWARE = 70  # internal error: a side task died, an invariant broke
 EX_IOERR = 74  # our own durable write failed (fsync, ENOSPC): fail-stop
+EX_TEMPFAIL = 75  # sysexits: the database is unreachable or busy, try again later
 EX_CONFIG = 78  # bad configuration or schema mismatch: do not restart-loop
 
 
@@ -35,8 +36,25 @@ class InputDataError(SessionDbError):
     exit_code = EX_DATAERR
 
 
+class InstallerError(ConfigError):
+    """A settings or hook file cannot be changed safely; the message names it and the fix."""
+
+
 class SchemaMismatchError(ConfigError):
     """The database is at another Alembic revision than this code expects."""
+
+
+class ServerTooOldError(ConfigError):
+    """The PostgreSQL server (or the embedded cluster's binaries) predates what the schema needs."""
+
+
+class ClusterError(ConfigError):
+    """The embedded cluster cannot be found, created, started or stopped.
+
+    The message names the file or setting at fault and what to do about it. It is a
+    configuration error (exit 78): restarting the daemon would not install PostgreSQL.
+    The running daemon catches it when it restarts a cluster that died, and retries.
+    """
 
 
 class FatalIOError(SessionDbError):
@@ -46,7 +64,12 @@ class FatalIOError(SessionDbError):
 
 
 class TransientDbError(SessionDbError):
-    """The database is unreachable or busy: retry the same batch later."""
+    """The database is unreachable or busy: retry the same batch later.
+
+    The daemon retries; a one-shot command (`status`, `migrate`, `ingest --once`) exits 75.
+    """
+
+    exit_code = EX_TEMPFAIL
 
 
 class PermanentRowError(SessionDbError):
@@ -79,3 +102,13 @@ class RefusedInputError(SessionDbError):
 
 class RedactionBudgetError(SessionDbError):
     """Redacting one payload took longer than its budget: quarantine it, never store it as sent."""
+
+
+class PartitionBusyError(SessionDbError):
+    """agent_logs stayed locked by other sessions (long queries) past every retry."""
+
+    exit_code = EX_TEMPFAIL
+
+
+class PartitionPermissionError(ConfigError):
+    """This role may not create or drop partitions (it does not own agent_logs)."""

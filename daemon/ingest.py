@@ -151,7 +151,7 @@ class Ingestor:
                 for batch in self.batches(entries):
                     if should_stop():
                         break
-                    prepared = self._prepare(batch, stats)
+                    prepared = self._prepare(batch, stats, should_stop)
                     done = None
                     if pending is not None:
                         done = (self._wait(*pending, should_stop), pending[1])
@@ -171,12 +171,18 @@ class Ingestor:
                     wait([pending[0]])
         return stats
 
-    def _prepare(self, batch: list[SpoolEntry], stats: DrainStats) -> Prepared:
-        """Read and parse one batch; quarantine what cannot become a row; defer what may later."""
+    def _prepare(
+        self, batch: list[SpoolEntry], stats: DrainStats, tick: Callable[[], bool] = lambda: False
+    ) -> Prepared:
+        """Read and parse one batch; quarantine what cannot become a row; defer what may later.
+
+        `tick` runs before each file (its answer is ignored: the batch is prepared whole), so a
+        caller feeding a watchdog from it keeps feeding it through a batch of slow files."""
         prepared = Prepared(batch=batch, started=time.monotonic())
         events = prepared.events
         now = time.time()
         for entry in batch:
+            tick()
             refused = self._refuse(entry)
             if refused is not None:
                 prepared.quarantined += self.spool.quarantine_file(

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import durable
-from daemon.errors import ConfigError
+from daemon.errors import InstallerError
 
 HOOK_NAME = "session-db-hook"
 HOOK_TIMEOUT_S = 10  # also raises Claude Code's shared 1.5 s SessionEnd budget to this value
@@ -108,10 +108,6 @@ BASELINE_EVENTS: tuple[str, ...] = tuple(e for e in KNOWN_EVENTS if e not in EVE
 _VERSION_RE = re.compile(r"^\s*v?(\d+)\.(\d+)\.(\d+)")
 _BACKUP_SUFFIX = ".bak-"
 BACKUPS_KEPT = 5  # of each settings file; older `.bak-<time>` copies are deleted
-
-
-class InstallerError(ConfigError):
-    """A settings or hook file cannot be changed safely; the message names it and the fix."""
 
 
 @dataclass(frozen=True)

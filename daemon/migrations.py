@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 import structlog
 from alembic.config import Config
@@ -21,6 +20,7 @@ from alembic.script import ScriptDirectory
 
 from alembic import command
 from daemon import db
+from daemon.config import CONNECT_TIMEOUT_S, STATEMENT_TIMEOUT_MS
 from daemon.errors import SchemaMismatchError
 from daemon.resources import data_path
 from daemon.schema import WRITTEN_TABLES
@@ -38,10 +38,20 @@ def alembic_config() -> Config:
     return cfg
 
 
-def engine(url: str) -> sa.Engine:
-    """A SQLAlchemy engine that hands the libpq URI to psycopg verbatim (pgpass, PG* vars honoured)."""
+def engine(
+    url: str,
+    *,
+    connect_timeout_s: int = CONNECT_TIMEOUT_S,
+    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
+) -> sa.Engine:
+    """A SQLAlchemy engine over db.connect (the libpq URI verbatim: pgpass, PG* vars honoured;
+    connect timeout, keepalives and statement timeout as every other connection)."""
     return sa.create_engine(
-        "postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=sa.NullPool
+        "postgresql+psycopg://",
+        creator=lambda: db.connect(
+            url, connect_timeout_s=connect_timeout_s, statement_timeout_ms=statement_timeout_ms
+        ),
+        poolclass=sa.NullPool,
     )
 
 
@@ -51,23 +61,25 @@ def head_revision() -> str:
     return head
 
 
-def current_revision(url: str) -> str | None:
-    with engine(url).connect() as conn:
+def current_revision(url: str, *, connect_timeout_s: int = CONNECT_TIMEOUT_S) -> str | None:
+    with engine(url, connect_timeout_s=connect_timeout_s).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(url: str, target: str = "head") -> None:
-    _run(url, command.upgrade, target)
+def upgrade(url: str, target: str = "head", *, connect_timeout_s: int = CONNECT_TIMEOUT_S) -> None:
+    _run(url, command.upgrade, target, connect_timeout_s)
 
 
-def downgrade(url: str, target: str) -> None:
-    _run(url, command.downgrade, target)
+def downgrade(url: str, target: str, *, connect_timeout_s: int = CONNECT_TIMEOUT_S) -> None:
+    _run(url, command.downgrade, target, connect_timeout_s)
 
 
-def _run(url: str, fn: Any, target: str) -> None:
-    """Run an Alembic command in one transaction that holds the migration lock."""
+def _run(url: str, fn: Any, target: str, connect_timeout_s: int) -> None:
+    """Run an Alembic command in one transaction that holds the migration lock.
+
+    No statement timeout: a revision may rewrite a large table (0005 moves every row)."""
     cfg = alembic_config()
-    with engine(url).begin() as conn:
+    with engine(url, connect_timeout_s=connect_timeout_s, statement_timeout_ms=0).begin() as conn:
         if not conn.exec_driver_sql(db.TRY_XACT_LOCK, (MIGRATION_LOCK_KEY,)).scalar():
             log.info("migrate_waiting", reason="another session-db migrate holds the lock")
             conn.exec_driver_sql(db.XACT_LOCK, (MIGRATION_LOCK_KEY,))
@@ -92,10 +104,10 @@ class SchemaState:
 SCHEMA_VERDICTS = ("head", "none", "older", "newer_compatible", "newer_incompatible")
 
 
-def schema_state(url: str) -> SchemaState:
+def schema_state(url: str, *, connect_timeout_s: int = CONNECT_TIMEOUT_S) -> SchemaState:
     """Where the database's schema stands against this code: at head, missing, older, or newer
     (a revision this code does not know) and then compatible or not with what it writes."""
-    current = current_revision(url)
+    current = current_revision(url, connect_timeout_s=connect_timeout_s)
     head = head_revision()
     if current == head:
         return SchemaState(current, head, "head")
@@ -104,20 +116,20 @@ def schema_state(url: str) -> SchemaState:
     script = ScriptDirectory.from_config(alembic_config())
     if current in {rev.revision for rev in script.walk_revisions()}:
         return SchemaState(current, head, "older")
-    problems = tuple(compatibility_problems(url))
+    problems = tuple(compatibility_problems(url, connect_timeout_s=connect_timeout_s))
     return SchemaState(
         current, head, "newer_incompatible" if problems else "newer_compatible", problems
     )
 
 
-def check(url: str) -> str:
+def check(url: str, *, connect_timeout_s: int = CONNECT_TIMEOUT_S) -> str:
     """Return the revision when this code can write to the database; else raise SchemaMismatchError.
 
     At head: fine. Older, or no schema: refused (`session-db migrate`). Newer (a revision this
     code does not know, migrated by a newer session-db on another host): fine with a
     `schema_newer` warning when the tables this daemon writes are compatible, else refused.
     """
-    state = schema_state(url)
+    state = schema_state(url, connect_timeout_s=connect_timeout_s)
     current, head = state.revision, state.head
     if state.verdict == "none":
         raise SchemaMismatchError("the database has no session-db schema: run `session-db migrate`")
@@ -141,7 +153,7 @@ def check(url: str) -> str:
     return current
 
 
-def compatibility_problems(url: str) -> list[str]:
+def compatibility_problems(url: str, *, connect_timeout_s: int = CONNECT_TIMEOUT_S) -> list[str]:
     """Why this code could not write to the database's tables, empty when it can.
 
     Every column of daemon/schema.py's written tables must exist, a column this code does not
@@ -149,7 +161,7 @@ def compatibility_problems(url: str) -> list[str]:
     exist with the same columns.
     """
     names = [t.name for t in WRITTEN_TABLES]
-    with psycopg.connect(url) as conn:
+    with db.connect(url, connect_timeout_s=connect_timeout_s) as conn:
         columns = conn.execute(db.SELECT_TABLE_COLUMNS, (names,)).fetchall()
         keys = conn.execute(db.SELECT_UNIQUE_KEYS, (names,)).fetchall()
     found: dict[str, dict[str, tuple[bool, bool]]] = {}

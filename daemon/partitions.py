@@ -31,7 +31,7 @@ from psycopg import errors as pgerr
 from psycopg import sql
 
 from daemon import db
-from daemon.errors import ConfigError, SessionDbError
+from daemon.errors import PartitionBusyError, PartitionPermissionError
 
 log = structlog.get_logger("session_db.partitions")
 
@@ -45,22 +45,11 @@ MAINTENANCE_LOCK_KEY = 0x5E55_10DB_0002  # advisory lock: one partition maintain
 PARENT = "agent_logs"
 DEFAULT_PARTITION = "agent_logs_default"
 MIN_YEAR, MAX_YEAR = 1, 9999  # months outside stay in DEFAULT (Python datetimes end there)
-EX_TEMPFAIL = 75  # sysexits: try again later
 DAEMON_INTERVAL_S = 24 * 3600.0  # the daemon's own best-effort ensure: at start, then daily
 DAEMON_RETRY_S = 600.0  # … or this soon after a lock timeout or a database error
 
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
-
-
-class PartitionBusyError(SessionDbError):
-    """agent_logs stayed locked by other sessions (long queries) past every retry."""
-
-    exit_code = EX_TEMPFAIL
-
-
-class PartitionPermissionError(ConfigError):
-    """This role may not create or drop partitions (it does not own agent_logs)."""
 
 
 @dataclass(frozen=True, slots=True)

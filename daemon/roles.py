@@ -21,8 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import psycopg
-
+from daemon import db
 from daemon.errors import ConfigError
 
 DEFAULT_OWNER = "session_db_owner"
@@ -223,7 +222,7 @@ SELECT_REVISION = "SELECT max(version_num) FROM public.alembic_version"
 
 def apply(url: str, r: Roles, *, connect_timeout_s: int) -> Applied:
     """Run `script(r)` on the database as one transaction; the session must be a superuser's."""
-    with psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout_s) as conn:
+    with db.connect(url, autocommit=True, connect_timeout_s=connect_timeout_s) as conn:
         row = conn.execute(SELECT_SUPERUSER).fetchone()
         if not (row and row[0]):
             raise ConfigError(

@@ -399,6 +399,12 @@ daemon_heartbeats = sa.Table(
     sa.Column("oldest_backlog_s", sa.Float(precision=53)),
     sa.Column("last_error", sa.Text),
     sa.Column("last_error_at", sa.DateTime(timezone=True)),
+    # reliability-processes (revision 0007b): a clean stop is recorded, so status tells it from a crash
+    sa.Column(
+        "stopped_at",
+        sa.DateTime(timezone=True),
+        comment="When the daemon stopped cleanly (SIGTERM/SIGINT); NULL while it runs or after a crash.",
+    ),
     comment="One row per daemon run, refreshed every scan interval while it runs.",
 )
 

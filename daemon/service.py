@@ -8,23 +8,24 @@ from __future__ import annotations
 
 import math
 import os
-import random
-import signal
-import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import structlog
-import watchfiles
 
 from daemon import db, migrations, partitions
+from daemon.backoff import Backoff
 from daemon.cluster import EmbeddedCluster, find_binaries
-from daemon.config import BACKOFF_BASE_S, BACKOFF_CAP_S, WATCH_STEP_MS, Settings
-from daemon.errors import ConfigError, SchemaMismatchError, TransientDbError
+from daemon.config import Settings
+from daemon.errors import (
+    ClusterError,
+    ConfigError,
+    PermanentRowError,
+    TransientDbError,
+    UnknownDbError,
+)
 from daemon.events import Event
 from daemon.ingest import DrainStats, Ingestor
 from daemon.messages import MessageArchive
@@ -32,81 +33,15 @@ from daemon.notify import notify, watchdog_interval_s
 from daemon.price_drift import DriftWatch
 from daemon.redaction import Redactor
 from daemon.sessions import SessionTracker, sessions_dir
+from daemon.signals import StopSignals, Waker
 from daemon.sink import PostgresSink
 from daemon.spool import Backlog, Spool
 from daemon.transcripts import TRIGGER_EVENTS, ReadStats, TranscriptReader
+from daemon.watcher import WATCHER_RESTART_BASE_S, WATCHER_RESTART_CAP_S, Watcher, describe_error
 
 log = structlog.get_logger("session_db.service")
 
-WATCHER_RUST_TIMEOUT_MS = 5000  # the watcher thread checks its stop flag at least this often
-
-
-class Backoff:
-    """Full-jitter exponential backoff (base·2^n, capped)."""
-
-    def __init__(self, base_s: float = BACKOFF_BASE_S, cap_s: float = BACKOFF_CAP_S) -> None:
-        self.base_s = base_s
-        self.cap_s = cap_s
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        self.failures += 1
-        return random.uniform(0, min(self.cap_s, self.base_s * 2 ** min(self.failures, 30)))  # noqa: S311 - jitter, not crypto
-
-    def reset(self) -> None:
-        self.failures = 0
-
-
-class Watcher:
-    """A watchfiles thread over a fixed set of paths; restarted when the set changes."""
-
-    def __init__(
-        self,
-        paths: list[Path],
-        wake: Callable[[bool], None],
-        *,
-        debounce_ms: int,
-        force_polling: bool,
-    ) -> None:
-        self.paths = paths
-        self._wake = wake
-        self._debounce_ms = debounce_ms
-        self._force_polling = force_polling
-        self._stop = threading.Event()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
-        self._spool_prefix = str(paths[0])
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=(WATCHER_RUST_TIMEOUT_MS / 1000) + 2)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
-        try:
-            for changes in watchfiles.watch(
-                *self.paths,
-                watch_filter=None,
-                debounce=self._debounce_ms,
-                step=WATCH_STEP_MS,
-                stop_event=self._stop,
-                rust_timeout=WATCHER_RUST_TIMEOUT_MS,
-                yield_on_timeout=True,
-                force_polling=self._force_polling,
-                raise_interrupt=False,
-            ):
-                if changes:
-                    state_changed = any(not p.startswith(self._spool_prefix) for _, p in changes)
-                    self._wake(state_changed)
-        except BaseException as exc:  # noqa: BLE001 - recorded; the main loop re-raises it and exits 70
-            self.error = exc
-            self._wake(False)
+__all__ = ["Backoff", "Service", "Watcher"]
 
 
 class Service:
@@ -116,10 +51,14 @@ class Service:
         self.settings = settings
         self.spool = Spool(settings.spool)
         self.stopping = False
-        self._wake = threading.Event()
+        self._waker = Waker()
+        self._signals: StopSignals | None = None
+        self._stop_logged = False
         self._state_dirty = True
         self.cluster: EmbeddedCluster | None = None
-        self._started_cluster = False
+        self._one_shot = False  # `ingest --once`: no heartbeat row (it is not a daemon)
+        self._watcher_backoff = Backoff(WATCHER_RESTART_BASE_S, WATCHER_RESTART_CAP_S)
+        self._watcher_retry_at = 0.0  # monotonic time before which a dead watcher stays down
         self.url: str | None = settings.url
         self.sink: PostgresSink | None = None
         self.ingestor: Ingestor | None = None
@@ -143,28 +82,24 @@ class Service:
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    def install_signal_handlers(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_signal)
-
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        # The first signal stops gracefully; the default action is back for a second one.
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, signal.SIG_DFL)
-        log.info("stop_requested", signal=signal.Signals(signum).name)
-        self.request_stop()
-
     def stop_requested(self) -> bool:
-        return self.stopping
+        if self._signals is not None and self._signals.requested and not self._stop_logged:
+            # Logged here, outside the signal handler (which may interrupt a logging call).
+            self._stop_logged = True
+            log.info(
+                "stop_requested",
+                signal=self._signals.received.name if self._signals.received else None,
+            )
+        return self.stopping or (self._signals is not None and self._signals.requested)
 
     def request_stop(self) -> None:
         self.stopping = True
-        self._wake.set()
+        self._waker.wake()
 
     def wake(self, state_changed: bool) -> None:
         if state_changed:
             self._state_dirty = True
-        self._wake.set()
+        self._waker.wake()
 
     def prepare(self) -> None:
         """Check config and spool, start the embedded cluster if needed (fast, local only)."""
@@ -179,7 +114,7 @@ class Service:
             self.cluster = EmbeddedCluster(
                 self.settings.state_dir, find_binaries(self.settings.pg_bin)
             )
-            self._started_cluster = self.cluster.ensure_started()
+            self.cluster.ensure_started()  # registers us as a user until shutdown()
             self.url = self.cluster.url()
             log.info(
                 "embedded_cluster_ready", psql=" ".join(self.cluster.psql_argv()), url=self.url
@@ -205,34 +140,45 @@ class Service:
         )
         self.ingestor.on_event = self._note_event
 
-    def shutdown(self) -> None:
+    def shutdown(self, *, clean: bool = False) -> None:
         if self.watcher is not None:
             self.watcher.stop()
+        if clean and not self._one_shot:
+            self._mark_stopped()
         if self.sink is not None:
             self.sink.close()
-        if self.cluster is not None and self._started_cluster:
-            self.cluster.stop()
+        if self.cluster is not None:
+            self.cluster.release()  # the last user of the embedded cluster stops it
+
+    def _mark_stopped(self) -> None:
+        """Record a clean stop in our heartbeat row (best effort: the database may be down)."""
+        if self.sink is None or self.db_state != "up":
+            return
+        try:
+            with self.sink.classified(), db.transaction(self.sink.connection()) as cur:
+                cur.execute(
+                    db.MARK_HEARTBEAT_STOPPED,
+                    {
+                        "host": self.settings.host,
+                        "pid": os.getpid(),
+                        "started_at": self._started_at,
+                        "events": self.totals.inserted,
+                        "quarantined": self.totals.quarantined,
+                    },
+                )
+        except (TransientDbError, UnknownDbError, PermanentRowError) as exc:
+            log.warning("stop_not_recorded", error=str(exc))
 
     # --- database readiness -------------------------------------------------------------
 
     def ensure_schema(self) -> None:
         """Migrate the embedded cluster; check an external database's revision."""
         assert self.url is not None
-        try:
-            if self.settings.embedded:
-                migrations.upgrade(self.url)
-            if migrations.check(self.url) != migrations.head_revision():
-                self._partitions_due = math.inf  # a newer schema: its own session-db maintains it
-        except SchemaMismatchError:
-            raise
-        except Exception as exc:
-            if isinstance(exc, TransientDbError):
-                raise
-            cause = getattr(exc, "orig", None) or exc
-            err = db.classify(cause)
-            if isinstance(err, TransientDbError):
-                raise err from exc
-            raise
+        timeout_s = self.settings.connect_timeout_s
+        if self.settings.embedded:
+            migrations.upgrade(self.url, connect_timeout_s=timeout_s)
+        if migrations.check(self.url, connect_timeout_s=timeout_s) != migrations.head_revision():
+            self._partitions_due = math.inf  # a newer schema: its own session-db maintains it
 
     def _note_event(self, event: Event) -> None:
         """Events that end a turn or an agent make its transcripts worth reading now."""
@@ -265,14 +211,27 @@ class Service:
         return paths
 
     def ensure_watcher(self) -> None:
+        """Start the watcher, replace it when the roots change, restart it when it died.
+
+        A dead watcher never stops ingestion: it is logged (`watcher_failed`), the loop's
+        timer keeps scanning every scan interval, and a new watcher starts after a backoff."""
         paths = self.watch_paths()
-        if self.watcher is not None and self.watcher.paths == paths and self.watcher.alive:
+        if self.watcher is not None and self.watcher.alive and self.watcher.paths == paths:
             return
+        if self.watcher is not None and not self.watcher.alive:
+            if self.watcher.error is not None:
+                delay = self._watcher_backoff.next_delay() + WATCHER_RESTART_BASE_S
+                self._watcher_retry_at = time.monotonic() + delay
+                log.error(
+                    "watcher_failed",
+                    error=describe_error(self.watcher.error),
+                    restart_in_s=round(delay, 1),
+                    fallback="periodic scan",
+                )
+                self.watcher.error = None
+            if time.monotonic() < self._watcher_retry_at:
+                return
         if self.watcher is not None:
-            if not self.watcher.alive and self.watcher.error is not None:
-                raise RuntimeError(
-                    f"file watcher died: {self.watcher.error!r}"
-                ) from self.watcher.error
             self.watcher.stop()
         self.watcher = Watcher(
             paths,
@@ -281,53 +240,32 @@ class Service:
             force_polling=self.settings.force_polling,
         )
         self.watcher.start()
-        log.info("watching", paths=[str(p) for p in paths])
+        log.info("watching", paths=[describe_path(p) for p in paths])
 
     def run(self) -> int:
         """Run until stopped. Returns the exit code."""
-        self.install_signal_handlers()
-        if self.stopping:
+        with StopSignals(self._waker) as signals:
+            self._signals = signals
+            try:
+                return self._run()
+            finally:
+                self._signals = None
+                self._waker.close()
+
+    def _run(self) -> int:
+        if self.stop_requested():  # a stop before start-up: nothing to undo
             return 0
-        self.prepare()
-        backoff = Backoff()
-        db_ready = False
+        clean = False
         try:
-            self.ensure_watcher()
-            self._wake.set()  # first pass at once
-            notify("READY=1")
-            while not self.stop_requested():
-                self._tick_watchdog()
-                if self.watcher is not None and not self.watcher.alive:
-                    raise RuntimeError(
-                        f"file watcher died: {self.watcher.error!r}"
-                    ) from self.watcher.error
-                timeout = self.settings.scan_interval_s
-                assert self.sink is not None
-                try:
-                    # Driver errors from any call of the pass (state files, transcripts,
-                    # heartbeat) are classified here once, so none can crash the loop.
-                    with self.sink.classified():
-                        if not db_ready:
-                            self.ensure_schema()
-                            self.load_db_roots()
-                            db_ready = True
-                            self._state_dirty = True
-                        if self.db_state != "up":
-                            self.sink.ping()  # "up" only once the database has really answered
-                        self.pass_once()
-                    self._set_db_state("up")
-                    backoff.reset()
-                except TransientDbError as exc:
-                    self._set_db_state("down", error=str(exc))
-                    timeout = backoff.next_delay()
-                    if self.sink is not None:
-                        self.sink.close()
-                if self.stop_requested():
-                    break
-                self._wait(timeout)
+            self.prepare()
+            if self.stop_requested():
+                clean = True
+                return 0
+            self._loop()
+            clean = True
         finally:
             notify("STOPPING=1")
-            self.shutdown()
+            self.shutdown(clean=clean)
         log.info(
             "stopped",
             events=self.totals.inserted,
@@ -336,23 +274,81 @@ class Service:
         )
         return 0
 
-    def _wait(self, timeout: float) -> None:
+    def _loop(self) -> None:
+        backoff = Backoff()
+        db_ready = False
+        self.ensure_watcher()
+        self._waker.wake()  # first pass at once
+        notify("READY=1")
+        while not self.stop_requested():
+            self._tick_watchdog()
+            if self.watcher is not None and not self.watcher.alive:
+                self.ensure_watcher()  # logs the failure; restarts after a backoff
+            timeout = self.settings.scan_interval_s
+            hold = False
+            assert self.sink is not None
+            try:
+                # Driver errors from any call of the pass (schema check, state files,
+                # transcripts, heartbeat) are classified here once, so none can crash the loop.
+                with self.sink.classified():
+                    if not db_ready:
+                        self.ensure_schema()
+                        self.load_db_roots()
+                        db_ready = True
+                        self._state_dirty = True
+                    if self.db_state != "up":
+                        self.sink.ping()  # "up" only once the database has really answered
+                    self.pass_once()
+                self._set_db_state("up")
+                backoff.reset()
+            except TransientDbError as exc:
+                self._set_db_state("down", error=str(exc))
+                if self.sink is not None:
+                    self.sink.close()
+                if self._recover_cluster():
+                    db_ready = False  # a fresh server: check (and migrate) the schema again
+                # The whole delay is waited, whatever wakes the loop (new spool files keep
+                # arriving during an outage); only a stop ends it early.
+                timeout = backoff.next_delay()
+                hold = True
+                log.info("database_retry", attempt=backoff.failures, delay_s=round(timeout, 2))
+            if self.stop_requested():
+                break
+            self._wait(timeout, hold=hold)
+
+    def _recover_cluster(self) -> bool:
+        """The embedded cluster is ours: when its postmaster is gone, start it again (True).
+
+        Runs at most once per failed attempt, so the reconnect backoff paces restarts too."""
+        if self.cluster is None:
+            return False
+        try:
+            return self.cluster.restart_if_gone()
+        except ClusterError as exc:
+            log.error("cluster_restart_failed", error=str(exc).splitlines()[0])  # noqa: TRY400 - retried; the message says it all
+            return False
+
+    def _wait(self, timeout: float, *, hold: bool = False) -> bool:
+        """Wait up to `timeout` s, feeding the watchdog; True when woken early.
+
+        With `hold`, wake-ups (new files, state changes) are consumed but do not end the
+        wait: a backoff holds whatever happens. A stop request always ends it."""
         interval = watchdog_interval_s()
         deadline = time.monotonic() + timeout
         while not self.stop_requested():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return
+                return False
             step = min(remaining, interval) if interval else remaining
-            if self._wake.wait(step):
-                self._wake.clear()
-                return
+            if self._waker.wait(step) and not hold:
+                return True
             self._tick_watchdog()
+        return True
 
     def _between_steps(self) -> bool:
-        """Called between batches of a long pass: keep the watchdog fed; True to stop early."""
+        """Called between files and batches of a long pass: keep the watchdog fed; True to stop early."""
         self._tick_watchdog()
-        return self.stopping
+        return self.stop_requested()
 
     def _between_chunks(self, _stats: ReadStats) -> None:
         self._tick_watchdog()
@@ -399,7 +395,10 @@ class Service:
         notify(f"STATUS=db={self.db_state} backlog={backlog.files} oldest={oldest:.0f}s{warn}")
 
     def _heartbeat(self) -> None:
-        """Record this daemon's state in daemon_heartbeats (one row per run)."""
+        """Record this daemon's state in daemon_heartbeats (one row per run; none for one-shot runs)."""
+        if self._one_shot:
+            self._check_backlog(self.spool.backlog())
+            return
         from daemon import __version__
 
         assert self.sink is not None
@@ -436,7 +435,7 @@ class Service:
         due = force_scan or now - self._last_scan >= self.settings.scan_interval_s
         if due or self._state_dirty or self.roots_changed():
             self._state_dirty = False
-            self.tracker.sync(self.roots())
+            self.tracker.sync(self.roots(), progress=self._between_steps)
             self._last_scan = now
             if self.watcher is not None:
                 self.ensure_watcher()
@@ -484,6 +483,7 @@ class Service:
 
     def run_once(self) -> DrainStats:
         """`ingest --once`: drain spool and state files, then return."""
+        self._one_shot = True
         self.prepare()
         assert self.sink is not None
         try:
@@ -496,4 +496,10 @@ class Service:
                 self.tracker.sync(self.roots())
         finally:
             self.shutdown()
+            self._waker.close()
         return self.totals
+
+
+def describe_path(path: Path) -> str:
+    """A path for a log line: bytes that are not UTF-8 shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

@@ -12,7 +12,7 @@ import hashlib
 import os
 import stat
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -91,6 +91,20 @@ def state_files(roots: Iterable[Path]) -> list[Path]:
     return out
 
 
+def _decodable(path: Path) -> bool:
+    """Whether the path's name bytes are UTF-8 (os.fsdecode keeps other bytes as surrogates)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def escaped_path(path: Path) -> str:
+    """The path for a log line: bytes that are not UTF-8 shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _str(value: Any) -> str | None:
     """A text value for a column: NUL escaped as in payloads (text columns cannot hold it)."""
     if not isinstance(value, str) or not value:
@@ -155,10 +169,20 @@ class SessionTracker:
         self._seen: dict[Path, str] = {}  # path → sha256 last handled (applied, or invalid)
         self._warned: set[tuple[str, str]] = set()
 
-    def sync(self, roots: Iterable[Path]) -> list[SyncResult]:
-        """Apply every changed state.json under the roots. Database errors propagate."""
+    def sync(
+        self, roots: Iterable[Path], progress: Callable[[], object] = lambda: None
+    ) -> list[SyncResult]:
+        """Apply every changed state.json under the roots. Database errors propagate.
+
+        `progress` runs before each file (the daemon feeds its watchdog from it)."""
         results = []
         for path in state_files(roots):
+            progress()
+            if not _decodable(path):
+                # A slug directory whose name is not UTF-8 cannot become a text column (nor a
+                # JSON log field): skip it, with one warning naming it escaped.
+                self._warn_once(escaped_path(path), "undecodable", "state_path_undecodable")
+                continue
             try:
                 data = read_state(path)
             except OSError as exc:

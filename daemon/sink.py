@@ -186,7 +186,9 @@ class PostgresSink:
         a connection that broke is dropped, so the next call opens a new one."""
         try:
             yield
-        except psycopg.Error as exc:
+        except Exception as exc:
+            if not db.is_driver_error(exc):  # psycopg's, or SQLAlchemy's wrapping one (Alembic)
+                raise
             if self._conn is not None and (self._conn.broken or self._conn.closed):
                 self.close()
             raise db.classify(exc) from exc

@@ -34,11 +34,9 @@ def collect(settings: config.Settings) -> dict[str, Any]:
 
     try:
         with database(settings) as url:
-            import psycopg
-
             from daemon import db
 
-            state = migrations.schema_state(url)
+            state = migrations.schema_state(url, connect_timeout_s=settings.connect_timeout_s)
             report["database"].update(
                 reachable=True,
                 schema_revision=state.revision,
@@ -47,7 +45,7 @@ def collect(settings: config.Settings) -> dict[str, Any]:
                 schema_state=state.verdict,
             )
             if state.usable:
-                with psycopg.connect(url, connect_timeout=settings.connect_timeout_s) as conn:
+                with db.connect(url, connect_timeout_s=settings.connect_timeout_s) as conn:
                     rows = conn.execute(db.STATUS_COUNTS).fetchall()
                     daemons = conn.execute(db.STATUS_DAEMONS).fetchall()
                     if state.verdict == "head":  # the cost engine's views exist
@@ -55,7 +53,7 @@ def collect(settings: config.Settings) -> dict[str, Any]:
 
                         report["price_drift"] = [d.as_json() for d in price_drift.find(conn)]
                 names = ("host", "pid", "version", "started_at", "last_heartbeat", "events_ingested",
-                         "backlog_files", "last_error", "stale")  # fmt: skip
+                         "backlog_files", "last_error", "stale", "state", "stopped_at")  # fmt: skip
                 report["daemons"] = [dict(zip(names, d, strict=True)) for d in daemons]
                 report["hosts"] = [
                     {"host": h, "last_event_at": le, "last_ingested_at": li, "events": n}
@@ -91,7 +89,7 @@ def render(r: dict[str, Any]) -> str:
             f"  schema:    {d.get('schema_revision')} (expected {d.get('expected_revision')}) {ok}"
         )
     for d in r.get("daemons", []):
-        state = "STALE" if d["stale"] else "running"
+        state = {"stale": "STALE", "stopped": "stopped"}.get(d["state"], d["state"])
         lines.append(
             f"  daemon {d['host']} pid {d['pid']} ({state}): {d['events_ingested']} events, "
             f"backlog {d['backlog_files']}, last heartbeat {d['last_heartbeat']}"

@@ -65,12 +65,12 @@ def cmd_migrate(settings: config.Settings, args: argparse.Namespace) -> int:
     from daemon import migrations
 
     with database(settings) as url:
-        before = _safe_revision(url)
-        migrations.upgrade(url, args.revision)
-        after = migrations.current_revision(url)
+        before = _safe_revision(url, settings.connect_timeout_s)
+        migrations.upgrade(url, args.revision, connect_timeout_s=settings.connect_timeout_s)
+        after = migrations.current_revision(url, connect_timeout_s=settings.connect_timeout_s)
         log.info("migrated", before=before, after=after)
         if after == migrations.head_revision():
-            from daemon.partitions import PartitionBusyError
+            from daemon.errors import PartitionBusyError
 
             try:
                 _ensure_partitions(settings, url, None, split=False)
@@ -156,10 +156,10 @@ def cmd_prune(settings: config.Settings, args: argparse.Namespace) -> int:
     return EX_OK
 
 
-def _safe_revision(url: str) -> str | None:
+def _safe_revision(url: str, connect_timeout_s: int) -> str | None:
     from daemon import migrations
 
     try:
-        return migrations.current_revision(url)
+        return migrations.current_revision(url, connect_timeout_s=connect_timeout_s)
     except Exception:  # noqa: BLE001 - only for the log line; migrate reports real errors itself
         return None

@@ -84,6 +84,10 @@ def test_db_stopped_for_minutes_hooks_keep_writing_every_event_lands_once(
     try:
         hooks.start()
         wait_for(lambda: len(_markers(env)) >= 5, what="rows before the outage")
+        # Rows can be visible before the pass that wrote them has ended (and so before the
+        # daemon logs its first database_up): stop the server only once the daemon has
+        # declared the database up, or the outage starts before that line (as in 52cb8fc).
+        daemon.wait_logged("database_up")
 
         proc.stop()
         stopped_at = time.monotonic()

@@ -22,7 +22,7 @@ import pytest
 from psycopg import errors, sql
 
 from daemon import migrations, roles
-from tests.acceptance.conftest import Env
+from tests.acceptance.conftest import Daemon, Env, wait_for
 from tests.conftest import url_for
 from tests.support.spoolwriter import write_event
 from tests.support.workload import WRITTEN_TABLES, spool_workload
@@ -217,6 +217,17 @@ def test_roles_writer_runs_the_real_ingest(cast: Cast, db_url: str, tmp_path: Pa
         (env.spool / "quarantine").iterdir()
     )
     assert len(work.uids) == env.rows()
+    # `ingest --once` writes no heartbeat (it is not a daemon): a short daemon run as the
+    # writer inserts its row, then marks its clean stop (UPDATE).
+    daemon = Daemon(env, tmp_path / "writer-daemon.log")
+    try:
+        wait_for(lambda: count(db_url, "daemon_heartbeats") == 1, what="the writer's heartbeat")
+        assert 0 == daemon.stop()
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+    with psycopg.connect(db_url) as conn:
+        assert [("stopped",)] == conn.execute("SELECT state FROM daemon_status").fetchall()
     empty = [t for t in WRITTEN_TABLES if count(db_url, t) == 0]
     assert [] == empty
     status = cli(tmp_path, writer_url, "status", "--json")

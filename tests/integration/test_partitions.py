@@ -14,7 +14,7 @@ from psycopg import sql
 from structlog.testing import capture_logs
 
 from daemon import partitions
-from daemon.partitions import PartitionBusyError, PartitionPermissionError
+from daemon.errors import PartitionBusyError, PartitionPermissionError
 
 Conn = psycopg.Connection[Any]
 

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from daemon import installer
+from daemon.errors import InstallerError
 from daemon.installer import (
     BACKUPS_KEPT,
     EXCLUDED_EVENTS,
     HOOK_TIMEOUT_S,
     KNOWN_EVENTS,
-    InstallerError,
     apply,
     detect_claude_events,
     hook_command,
