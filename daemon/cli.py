@@ -234,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--enable", action="store_true", help="also run the systemctl commands")
     si.add_argument("--dry-run", action="store_true", help="print the unit, write nothing")
 
+    _add_report_parsers(sub)
+
     hooks = sub.add_parser("hooks", help="install or remove our Claude Code hook")
     hsub = hooks.add_subparsers(dest="hooks_command", required=True, metavar="ACTION")
     for name, text in (
@@ -249,6 +251,44 @@ def build_parser() -> argparse.ArgumentParser:
         )
         h.add_argument("--dry-run", action="store_true", help="show the diff, change nothing")
     return p
+
+
+def _add_report_parsers(sub: Any) -> None:
+    """`report` (issue 14): one sub-command per report kind, sharing the filter options."""
+    from daemon.reports import KINDS
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--since", type=_date, metavar="YYYY-MM-DD", help="first day (in --tz)")
+    common.add_argument("--until", type=_date, metavar="YYYY-MM-DD", help="last day, inclusive")
+    common.add_argument("--tz", help="IANA time zone for days and times (default: this machine's)")
+    common.add_argument("--project", help="only this project (alias name or directory)")
+    common.add_argument("--host", help="only usage read on this host")
+    common.add_argument("--breakdown", action="store_true", help="one row per model within each group")
+    fmt = common.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="the documented JSON document (docs/reports.md)")
+    fmt.add_argument("--csv", action="store_true", help="comma-separated rows with a header line")
+    rp = sub.add_parser(
+        "report",
+        help="cost and tokens per day, week, month, session, 5-hour block, project or model",
+        description="Reads the cost views (usage_attribution, usage_blocks, budget_status): the numbers "
+        "equal what psql shows. Tables fit the terminal and end with totals and budgets.",
+    )
+    rsub = rp.add_subparsers(dest="report_kind", required=True, metavar="REPORT")
+    for kind in KINDS:
+        k = rsub.add_parser(kind, parents=[common], help=f"the {kind} report")
+        if kind == "blocks":
+            k.add_argument("--active", action="store_true", help="only the active block, with its burn rate")
+        if kind == "projects":
+            k.add_argument("--branches", action="store_true", help="one row per git branch")
+
+
+def _date(text: str) -> Any:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -647,6 +687,31 @@ def cmd_prices(settings: config.Settings, args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_report(settings: config.Settings, args: argparse.Namespace) -> int:
+    from daemon import reports
+
+    f = reports.Filters(
+        since=args.since,
+        until=args.until,
+        tz=reports.check_zone(args.tz or reports.local_zone()),
+        project=args.project,
+        host=args.host,
+        breakdown=args.breakdown,
+        branches=getattr(args, "branches", False),
+        active=getattr(args, "active", False),
+    )
+    with migrated_sink(settings) as sink:
+        report = reports.build(sink.connection(), args.report_kind, f)
+    if args.json:
+        out = orjson.dumps(report, option=orjson.OPT_INDENT_2, default=reports.json_value).decode()
+        sys.stdout.write(out + "\n")
+    elif args.csv:
+        sys.stdout.write(reports.render_csv(report))
+    else:
+        sys.stdout.write(reports.render_table(report))
+    return EX_OK
+
+
 def cmd_quarantine(settings: config.Settings, args: argparse.Namespace) -> int:
     from daemon import quarantine
     from daemon.spool import Spool
@@ -767,4 +832,5 @@ COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "service": cmd_service,
     "doctor": cmd_doctor,
     "roles": cmd_roles,
+    "report": cmd_report,
 }

@@ -366,7 +366,8 @@ CREATE TEMPORARY TABLE IF NOT EXISTS ingest_usage (
     model text, input_tokens bigint, output_tokens bigint, cache_write_5m_tokens bigint,
     cache_write_1h_tokens bigint, cache_read_tokens bigint, web_search_requests bigint,
     web_fetch_requests bigint, speed text, service_tier text, inference_geo text,
-    occurred_at timestamptz, is_sidechain boolean, host text, transcript_path text
+    occurred_at timestamptz, is_sidechain boolean, host text, transcript_path text,
+    cwd text, git_branch text
 ) ON COMMIT DELETE ROWS
 """
 
@@ -374,7 +375,7 @@ COPY_USAGE = """
 COPY ingest_usage (message_id, request_id, claude_session_id, claude_agent_id, prompt_id, model,
     input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens,
     web_search_requests, web_fetch_requests, speed, service_tier, inference_geo, occurred_at,
-    is_sidechain, host, transcript_path) FROM STDIN
+    is_sidechain, host, transcript_path, cwd, git_branch) FROM STDIN
 """
 
 # The model an agent used, from its responses, where no event or state.json named one:
@@ -392,11 +393,11 @@ UPSERT_USAGE = """
 INSERT INTO token_usage AS t (message_id, request_id, claude_session_id, claude_agent_id, agent_id,
     prompt_id, model, input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
     cache_read_tokens, web_search_requests, web_fetch_requests, speed, service_tier, inference_geo,
-    occurred_at, is_sidechain, host, transcript_path)
+    occurred_at, is_sidechain, host, transcript_path, cwd, git_branch)
 SELECT i.message_id, i.request_id, i.claude_session_id, i.claude_agent_id, a.id, i.prompt_id, i.model,
     i.input_tokens, i.output_tokens, i.cache_write_5m_tokens, i.cache_write_1h_tokens,
     i.cache_read_tokens, i.web_search_requests, i.web_fetch_requests, i.speed, i.service_tier,
-    i.inference_geo, i.occurred_at, i.is_sidechain, i.host, i.transcript_path
+    i.inference_geo, i.occurred_at, i.is_sidechain, i.host, i.transcript_path, i.cwd, i.git_branch
 FROM ingest_usage i
 LEFT JOIN agents a
     ON a.sdk_session_id = i.claude_session_id
@@ -414,6 +415,8 @@ ON CONFLICT (message_id, request_id) DO UPDATE SET
     speed = coalesce(t.speed, EXCLUDED.speed),
     service_tier = coalesce(t.service_tier, EXCLUDED.service_tier),
     inference_geo = coalesce(t.inference_geo, EXCLUDED.inference_geo),
+    cwd = coalesce(t.cwd, EXCLUDED.cwd),
+    git_branch = coalesce(t.git_branch, EXCLUDED.git_branch),
     occurred_at = least(t.occurred_at, EXCLUDED.occurred_at),
     claude_session_id = CASE WHEN t.is_sidechain AND NOT EXCLUDED.is_sidechain
                              THEN EXCLUDED.claude_session_id ELSE t.claude_session_id END,
@@ -435,6 +438,7 @@ WHERE EXCLUDED.input_tokens > t.input_tokens OR EXCLUDED.output_tokens > t.outpu
    OR (t.agent_id IS NULL AND EXCLUDED.agent_id IS NOT NULL)
    OR (t.model IS NULL AND EXCLUDED.model IS NOT NULL)
    OR (t.prompt_id IS NULL AND EXCLUDED.prompt_id IS NOT NULL)
+   OR (t.cwd IS NULL AND EXCLUDED.cwd IS NOT NULL)
 RETURNING (xmax = 0) AS inserted
 """
 
@@ -587,3 +591,94 @@ SELECT_DEFAULT_MONTHS = sql.SQL(
 COUNT_PARTITION_ROWS = sql.SQL("SELECT count(*) FROM ONLY {partition}")
 COUNT_ROWS_BEFORE = sql.SQL("SELECT count(*) FROM ONLY {partition} WHERE occurred_at < %s")
 DROP_PARTITION = sql.SQL("DROP TABLE {partition}")
+
+# --- reports (daemon/reports.py, budgets.py, alembic 0009) ----------------------------------
+# Every report reads the views (usage_attribution, usage_blocks, budget_status), so psql users
+# see the same numbers. Filters: since/until are dates in zone tz (until inclusive); NULL means
+# no bound. group_a/group_b name what a row is keyed by (see reports.py).
+
+_REPORT_FILTER = """
+WHERE occurred_at IS NOT NULL
+  AND (%(since)s::date IS NULL OR occurred_at >= (%(since)s::date::timestamp AT TIME ZONE %(tz)s))
+  AND (%(until)s::date IS NULL OR occurred_at < ((%(until)s::date + 1)::timestamp AT TIME ZONE %(tz)s))
+  AND (%(project)s::text IS NULL OR project = %(project)s)
+  AND (%(host)s::text IS NULL OR host = %(host)s)
+"""
+
+_REPORT_SUMS = """
+    count(*) AS responses,
+    count(DISTINCT claude_session_id) AS sessions,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(cache_write_5m_tokens + cache_write_1h_tokens) AS cache_write_tokens,
+    sum(cache_read_tokens) AS cache_read_tokens,
+    sum(total_tokens) AS total_tokens,
+    CASE WHEN bool_or(unpriced) THEN NULL ELSE coalesce(sum(cost_usd), 0) END AS cost_usd,
+    coalesce(sum(cost_usd), 0) AS priced_cost_usd,
+    coalesce(sum(cache_savings_usd), 0) AS cache_savings_usd
+"""
+
+# daily / weekly / monthly: unit is 'day', 'week' (ISO, from Monday) or 'month'.
+REPORT_PERIODS = (
+    """
+SELECT date_trunc(%(unit)s, occurred_at AT TIME ZONE %(tz)s)::date AS period,
+    CASE WHEN %(breakdown)s THEN coalesce(model, '(unknown)') END AS model,"""
+    + _REPORT_SUMS
+    + "FROM usage_attribution"
+    + _REPORT_FILTER
+    + "GROUP BY 1, 2 ORDER BY 1, 2"
+)
+
+REPORT_SESSIONS = (
+    """
+SELECT u.claude_session_id AS session, min(t.title) AS title, min(u.project) AS project,
+    min(u.occurred_at) AS first_response_at, max(u.occurred_at) AS last_response_at,
+    CASE WHEN %(breakdown)s THEN coalesce(u.model, '(unknown)') END AS model,"""
+    + _REPORT_SUMS
+    + """FROM usage_attribution u
+LEFT JOIN claude_session_titles t USING (claude_session_id)"""
+    + _REPORT_FILTER
+    + "GROUP BY u.claude_session_id, 6 ORDER BY max(u.occurred_at), 1, 6"
+)
+
+REPORT_PROJECTS = (
+    """
+SELECT coalesce(project, '(unknown)') AS project,
+    CASE WHEN %(branches)s THEN coalesce(git_branch, '(none)') END AS git_branch,
+    CASE WHEN %(breakdown)s THEN coalesce(model, '(unknown)') END AS model,"""
+    + _REPORT_SUMS
+    + "FROM usage_attribution"
+    + _REPORT_FILTER
+    + "GROUP BY 1, 2, 3 ORDER BY coalesce(sum(cost_usd), 0) DESC, 1, 2, 3"
+)
+
+REPORT_MODELS = (
+    """
+SELECT coalesce(model, '(unknown)') AS model,"""
+    + _REPORT_SUMS
+    + "FROM usage_attribution"
+    + _REPORT_FILTER
+    + "GROUP BY 1 ORDER BY coalesce(sum(cost_usd), 0) DESC, 1"
+)
+
+REPORT_BLOCKS = """
+SELECT start_at, end_at, first_response_at, last_response_at, active, responses, sessions,
+    input_tokens, output_tokens, cache_write_5m_tokens + cache_write_1h_tokens AS cache_write_tokens,
+    cache_read_tokens, total_tokens, cost_usd, priced_cost_usd, models, tokens_per_minute,
+    usd_per_hour, remaining_minutes, projected_tokens, projected_cost_usd
+FROM usage_blocks
+WHERE (%(since)s::date IS NULL OR end_at > (%(since)s::date::timestamp AT TIME ZONE %(tz)s))
+  AND (%(until)s::date IS NULL OR start_at < ((%(until)s::date + 1)::timestamp AT TIME ZONE %(tz)s))
+  AND (NOT %(active)s OR active)
+ORDER BY start_at
+"""
+
+SELECT_BUDGET_STATUS = """
+SELECT budget_id, period, project, limit_usd, tz, period_start, period_end, spent_usd,
+    used_fraction, exceeded, projected_usd
+FROM budget_status
+WHERE %(project)s::text IS NULL OR project IN ('', %(project)s)
+ORDER BY period, project
+"""
+
+CHECK_TIME_ZONE = "SELECT now() AT TIME ZONE %s"

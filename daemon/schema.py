@@ -238,6 +238,17 @@ token_usage = sa.Table(
     sa.Column(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
+    # Reports (alembic 0009): where the response was made, from its transcript line.
+    sa.Column(
+        "cwd",
+        sa.Text,
+        comment="cwd of the transcript line that carried the response (the project directory).",
+    ),
+    sa.Column(
+        "git_branch",
+        sa.Text,
+        comment="gitBranch of the transcript line that carried the response.",
+    ),
     sa.UniqueConstraint("message_id", "request_id", name="token_usage_message_request_key"),
     sa.Index("token_usage_claude_session_idx", "claude_session_id"),
     sa.Index("token_usage_agent_idx", "agent_id"),
@@ -310,6 +321,55 @@ daemon_heartbeats = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("last_error_at", sa.DateTime(timezone=True)),
     comment="One row per daemon run, refreshed every scan interval while it runs.",
+)
+
+# --- reports (alembic 0009): project aliases and budgets ---------------------------------------
+BUDGET_PERIODS = ("daily", "weekly", "monthly")
+
+project_aliases = sa.Table(
+    "project_aliases",
+    metadata,
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    comment="A working directory (on any host) counted as the project NAME; several paths may share a name.",
+)
+
+budgets = sa.Table(
+    "budgets",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("period", sa.Text, nullable=False),
+    sa.Column("project", sa.Text, nullable=False, server_default=""),
+    sa.Column("limit_usd", sa.Numeric, nullable=False),
+    sa.Column("tz", sa.Text, nullable=False, server_default="UTC"),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.UniqueConstraint("period", "project", name="budgets_period_project_key"),
+    sa.CheckConstraint(_in("period", BUDGET_PERIODS), name="budgets_period_check"),
+    sa.CheckConstraint("limit_usd > 0", name="budgets_limit_usd_check"),
+    comment="Spending limits per calendar day, ISO week or month in zone tz; project '' means all projects.",
+)
+
+budget_alerts = sa.Table(
+    "budget_alerts",
+    metadata,
+    sa.Column(
+        "budget_id",
+        sa.BigInteger,
+        sa.ForeignKey("budgets.id", name="budget_alerts_budget_id_fkey", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("period_start", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("spent_usd", sa.Numeric, nullable=False),
+    sa.Column(
+        "alerted_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    comment="One row per budget and period whose limit was exceeded (the daemon logs budget_exceeded once, "
+    "when it inserts the row).",
 )
 
 # Tables the daemon writes (ingest, state.json, transcripts, heartbeats): a database at a newer,
