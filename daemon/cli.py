@@ -235,6 +235,28 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--dry-run", action="store_true", help="print the unit, write nothing")
 
     _add_report_parsers(sub)
+    pj = sub.add_parser("projects", help="count several directories (on any host) as one project")
+    pjsub = pj.add_subparsers(dest="projects_command", metavar="ACTION")
+    pjsub.add_parser("list", help="every alias (default)")
+    pja = pjsub.add_parser("alias", help="count the directory PATH as project NAME")
+    pja.add_argument("path", metavar="PATH", help="absolute directory, as Claude Code records cwd")
+    pja.add_argument("name", metavar="NAME")
+    pjr = pjsub.add_parser("rm", help="remove the alias of PATH")
+    pjr.add_argument("path", metavar="PATH")
+    bu = sub.add_parser("budget", help="spending limits per day, week or month (the daemon warns once per period)")
+    busub = bu.add_subparsers(dest="budget_command", metavar="ACTION")
+    busub.add_parser("list", help="every budget with its spend in the current period (default)")
+    for action, text in (("set", "add or change a budget"), ("rm", "remove a budget")):
+        b = busub.add_parser(action, help=text)
+        period = b.add_mutually_exclusive_group(required=True)
+        for name in ("daily", "weekly", "monthly"):
+            if action == "set":
+                period.add_argument(f"--{name}", metavar="USD", help=f"{name} limit")
+            else:
+                period.add_argument(f"--{name}", action="store_true", help=f"the {name} budget")
+        b.add_argument("--project", help="only this project (default: all usage)")
+        if action == "set":
+            b.add_argument("--tz", help="zone where days, weeks and months begin (default: this machine's)")
 
     hooks = sub.add_parser("hooks", help="install or remove our Claude Code hook")
     hsub = hooks.add_subparsers(dest="hooks_command", required=True, metavar="ACTION")
@@ -712,6 +734,41 @@ def cmd_report(settings: config.Settings, args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_projects(settings: config.Settings, args: argparse.Namespace) -> int:
+    from daemon import projects
+
+    with migrated_sink(settings) as sink:
+        conn = sink.connection()
+        if args.projects_command == "alias":
+            projects.set_alias(conn, args.path, args.name)
+        elif args.projects_command == "rm" and not projects.remove_alias(conn, args.path):
+            print(f"session-db: no alias for {args.path}", file=sys.stderr)
+            return 1
+        sys.stdout.write(projects.render(projects.list_aliases(conn)))
+    return EX_OK
+
+
+def cmd_budget(settings: config.Settings, args: argparse.Namespace) -> int:
+    from daemon import budgets, reports
+
+    with migrated_sink(settings) as sink:
+        conn = sink.connection()
+        if args.budget_command in ("set", "rm"):
+            period = next(p for p in ("daily", "weekly", "monthly") if getattr(args, p))
+            if args.budget_command == "set":
+                tz = reports.check_zone(args.tz or reports.local_zone())
+                budgets.set_budget(conn, period, budgets.parse_usd(getattr(args, period)), args.project, tz)
+            elif not budgets.remove_budget(conn, period, args.project):
+                print(f"session-db: no {period} budget for {args.project or 'all projects'}", file=sys.stderr)
+                return 1
+        rows = reports.budget_rows(conn, None)
+        conn.commit()
+        lines = reports.budget_lines(rows)
+        none = "no budgets (add one: session-db budget set --daily USD)\n"
+        sys.stdout.write("\n".join(lines[1:]) + "\n" if lines else none)
+    return EX_OK
+
+
 def cmd_quarantine(settings: config.Settings, args: argparse.Namespace) -> int:
     from daemon import quarantine
     from daemon.spool import Spool
@@ -833,4 +890,6 @@ COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "doctor": cmd_doctor,
     "roles": cmd_roles,
     "report": cmd_report,
+    "projects": cmd_projects,
+    "budget": cmd_budget,
 }

@@ -682,3 +682,34 @@ ORDER BY period, project
 """
 
 CHECK_TIME_ZONE = "SELECT now() AT TIME ZONE %s"
+
+UPSERT_PROJECT_ALIAS = """
+INSERT INTO project_aliases (path, name) VALUES (%s, %s)
+ON CONFLICT (path) DO UPDATE SET name = EXCLUDED.name
+"""
+DELETE_PROJECT_ALIAS = "DELETE FROM project_aliases WHERE path = %s"
+SELECT_PROJECT_ALIASES = """
+SELECT a.name, a.path, count(u.id) AS responses
+FROM project_aliases a LEFT JOIN token_usage u ON u.cwd = a.path
+GROUP BY a.name, a.path ORDER BY a.name, a.path
+"""
+
+UPSERT_BUDGET = """
+INSERT INTO budgets (period, project, limit_usd, tz) VALUES (%s, %s, %s, %s)
+ON CONFLICT (period, project) DO UPDATE SET limit_usd = EXCLUDED.limit_usd, tz = EXCLUDED.tz
+"""
+DELETE_BUDGET = "DELETE FROM budgets WHERE period = %s AND project = %s"
+
+# Budgets over their limit in the current period that were not reported yet: the row makes the
+# warning happen once per budget and period, whichever daemon (host) sees it first.
+INSERT_BUDGET_ALERTS = """
+WITH ins AS (
+    INSERT INTO budget_alerts (budget_id, period_start, spent_usd)
+    SELECT budget_id, period_start, spent_usd FROM budget_status WHERE exceeded
+    ON CONFLICT (budget_id, period_start) DO NOTHING
+    RETURNING budget_id, period_start, spent_usd
+)
+SELECT b.id, b.period, b.project, b.limit_usd, b.tz, ins.period_start, ins.spent_usd
+FROM ins JOIN budgets b ON b.id = ins.budget_id
+ORDER BY b.id
+"""

@@ -50,6 +50,9 @@ def collect(settings: config.Settings) -> dict[str, Any]:
                 with psycopg.connect(url, connect_timeout=settings.connect_timeout_s) as conn:
                     rows = conn.execute(db.STATUS_COUNTS).fetchall()
                     daemons = conn.execute(db.STATUS_DAEMONS).fetchall()
+                    from daemon.reports import budget_rows
+
+                    report["budgets"] = budget_rows(conn, None)  # spend against each budget
                 names = ("host", "pid", "version", "started_at", "last_heartbeat", "events_ingested",
                          "backlog_files", "last_error", "stale")  # fmt: skip
                 report["daemons"] = [dict(zip(names, d, strict=True)) for d in daemons]
@@ -98,4 +101,7 @@ def render(r: dict[str, Any]) -> str:
             f"  {h['host']}: {h['events']} events, last event {h['last_event_at']}, "
             f"last ingested {h['last_ingested_at']}"
         )
+    from daemon.reports import budget_lines
+
+    lines += budget_lines(r.get("budgets", []))[1:]
     return "\n".join(lines) + "\n"
