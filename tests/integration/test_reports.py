@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -279,3 +280,47 @@ def test_reports_local_zone_follows_tz(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TZ")
     assert reports.check_zone(reports.local_zone())
     assert isinstance(date.today(), date)
+
+
+def test_reports_subagent_share_is_its_part_of_the_session(loaded: str) -> None:
+    """subagent_shares.share = the subagent's priced cost / its session's priced cost (agent_costs)."""
+    rows = query(
+        loaded,
+        "SELECT s.share, a.priced_cost_usd, c.priced_cost_usd FROM subagent_shares s"
+        " JOIN agent_costs a USING (agent_id) JOIN claude_session_costs c ON c.claude_session_id = s.claude_session_id",
+    )
+    assert rows
+    for share, part, whole in rows:
+        assert abs(share - part / whole) < Decimal("1e-12")
+        assert 0 < share < 1
+
+
+def test_reports_cache_savings_price_reads_as_plain_input(loaded: str) -> None:
+    """cache_savings: cache reads × (input price − cache-read price); Sonnet 4.5 is 3.00 − 0.30 USD/Mtok."""
+    ((reads, saved),) = query(
+        loaded, "SELECT cache_read_tokens, cache_savings_usd FROM cache_savings WHERE model LIKE 'claude-sonnet-4-5%%'"
+    )
+    assert reads > 0
+    assert Decimal(reads) * Decimal("2.70") / 1_000_000 == saved
+    totals = build(loaded, "models", tz="UTC")["totals"]
+    assert saved == totals["cache_savings_usd"]
+
+
+def test_reports_session_title_comes_from_user_prompt_submit(loaded: str) -> None:
+    """The latest UserPromptSubmit session_title names the session in session_title_costs and the report."""
+    ((sid, first),) = query(
+        loaded,
+        "SELECT claude_session_id, min(occurred_at) FROM token_usage GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+    )
+    with psycopg.connect(loaded) as conn:
+        for i, title in enumerate(("first title", "fix the parser")):
+            conn.execute(
+                "INSERT INTO agent_logs (event_uid, host, claude_session_id, event_category, event_type,"
+                " occurred_at, payload) VALUES (%s, 'h', %s, 'hook', 'UserPromptSubmit', %s, %s)",
+                (f"t{i}", sid, first + timedelta(seconds=i), json.dumps({"session_title": title})),
+            )
+    assert [("fix the parser",)] == query(
+        loaded, "SELECT title FROM session_title_costs WHERE claude_session_id = %s", sid
+    )
+    rows = build(loaded, "session", tz="UTC")["rows"]
+    assert {"fix the parser"} == {r["title"] for r in rows if r["session"] == sid}
