@@ -138,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("prices", help="list the price table, or add an effective-dated price")
     psub = pr.add_subparsers(dest="prices_command", metavar="ACTION")
     psub.add_parser("list", help="every price row (default)")
+    ps_check = psub.add_parser(
+        "check",
+        help="list models with no price or priced unlike Claude Code (exit 1 when any)",
+        description="Every model seen in token_usage that has no price, or whose cost differs from "
+        "Claude Code's own (its cost-state transcript lines) by more than 1e-6 USD, with the command "
+        "that fixes it.",
+    )
+    ps_check.add_argument("--json", action="store_true", help="machine-readable output")
     ps_set = psub.add_parser(
         "set",
         help="add a price row for a model prefix from a date on (history before it keeps the old price)",
@@ -697,6 +705,18 @@ def cmd_backfill(settings: config.Settings, args: argparse.Namespace) -> int:
 def cmd_prices(settings: config.Settings, args: argparse.Namespace) -> int:
     from daemon import db, prices
 
+    if args.prices_command == "check":
+        from daemon import price_drift
+        from daemon.errors import EX_PRICE_DRIFT
+
+        with migrated_sink(settings) as sink:
+            drifts = price_drift.find(sink.connection())
+        if args.json:
+            rows = [d.as_json() for d in drifts]
+            sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        else:
+            sys.stdout.write(price_drift.render(drifts))
+        return EX_PRICE_DRIFT if drifts else EX_OK
     with migrated_sink(settings) as sink:
         conn = sink.connection()
         if args.prices_command == "set":

@@ -493,7 +493,91 @@ RETURNING id
 """
 
 SELECT_UNPRICED_MODELS = """
-SELECT model, count(*) FROM token_usage_costs WHERE unpriced GROUP BY model ORDER BY 2 DESC
+SELECT nullif(model, ''), sum(unpriced_responses)::bigint FROM token_usage_hourly
+GROUP BY 1 HAVING sum(unpriced_responses) > 0 ORDER BY 2 DESC
+"""
+
+# --- cost engine: Claude Code's cost-state lines, price drift -------------------------------
+
+# Sessions whose transcript had a compact_boundary line: (host, session ids).
+MARK_COST_STATES_COMPACTED = """
+INSERT INTO cost_states AS c (claude_session_id, host, compacted)
+SELECT sid, %s, true FROM unnest(%s::text[]) AS sid
+ON CONFLICT (claude_session_id) DO UPDATE SET compacted = true, updated_at = now()
+WHERE NOT c.compacted
+"""
+
+# A session's cost state replaces the stored one only when later: larger (totalDuration,
+# totalCostUSD); its per-model figures are written only then (daemon/transcripts.py docstring).
+UPSERT_COST_STATE = """
+WITH s AS (
+    INSERT INTO cost_states AS c (claude_session_id, host, transcript_path, total_cost_usd,
+        total_api_duration_ms, total_api_duration_without_retries_ms, total_tool_duration_ms,
+        total_duration_ms, lines_added, lines_removed, started_at, has_unknown_model_cost)
+    VALUES (%(sid)s, %(host)s, %(path)s, %(total_cost_usd)s, %(api_ms)s, %(api_nr_ms)s, %(tool_ms)s,
+        %(duration_ms)s, %(lines_added)s, %(lines_removed)s, %(started_at)s, %(unknown)s)
+    ON CONFLICT (claude_session_id) DO UPDATE SET
+        host = EXCLUDED.host,
+        transcript_path = EXCLUDED.transcript_path,
+        total_cost_usd = EXCLUDED.total_cost_usd,
+        total_api_duration_ms = EXCLUDED.total_api_duration_ms,
+        total_api_duration_without_retries_ms = EXCLUDED.total_api_duration_without_retries_ms,
+        total_tool_duration_ms = EXCLUDED.total_tool_duration_ms,
+        total_duration_ms = EXCLUDED.total_duration_ms,
+        lines_added = EXCLUDED.lines_added,
+        lines_removed = EXCLUDED.lines_removed,
+        started_at = EXCLUDED.started_at,
+        has_unknown_model_cost = EXCLUDED.has_unknown_model_cost,
+        updated_at = now()
+    WHERE c.total_cost_usd IS NULL
+       OR (coalesce(EXCLUDED.total_duration_ms, -1), EXCLUDED.total_cost_usd)
+          > (coalesce(c.total_duration_ms, -1), c.total_cost_usd)
+    RETURNING claude_session_id
+)
+INSERT INTO cost_state_models AS m (claude_session_id, model, input_tokens, output_tokens,
+    thinking_tokens, cache_read_tokens, cache_write_tokens, cache_write_5m_tokens,
+    cache_write_1h_tokens, web_search_requests, cost_usd)
+SELECT s.claude_session_id, x.*
+FROM s CROSS JOIN unnest(%(model)s::text[], %(input)s::bigint[], %(output)s::bigint[],
+    %(thinking)s::bigint[], %(cache_read)s::bigint[], %(cache_write)s::bigint[], %(cw5m)s::bigint[],
+    %(cw1h)s::bigint[], %(web_search)s::bigint[], %(cost)s::numeric[]) AS x
+ON CONFLICT (claude_session_id, model) DO UPDATE SET
+    input_tokens = EXCLUDED.input_tokens,
+    output_tokens = EXCLUDED.output_tokens,
+    thinking_tokens = EXCLUDED.thinking_tokens,
+    cache_read_tokens = EXCLUDED.cache_read_tokens,
+    cache_write_tokens = EXCLUDED.cache_write_tokens,
+    cache_write_5m_tokens = EXCLUDED.cache_write_5m_tokens,
+    cache_write_1h_tokens = EXCLUDED.cache_write_1h_tokens,
+    web_search_requests = EXCLUDED.web_search_requests,
+    cost_usd = EXCLUDED.cost_usd,
+    updated_at = now()
+"""
+
+# Price drift: every model seen in token_usage that has no price, or whose cost differs from
+# Claude Code's own by more than 1e-6 USD in some session (cost_check). One row per model:
+# (model, its price key, unpriced responses, sessions that differ, largest |difference|, reasons).
+SELECT_PRICE_DRIFT = """
+WITH unpriced AS (
+    SELECT nullif(model, '') AS model, sum(responses)::bigint AS responses,
+        sum(unpriced_responses)::bigint AS unpriced_responses
+    FROM token_usage_hourly
+    GROUP BY 1
+    HAVING sum(unpriced_responses) > 0
+), differs AS (
+    SELECT model, count(*) AS sessions, max(abs(difference_usd)) AS max_difference_usd,
+        array_agg(DISTINCT reason) FILTER (WHERE reason IS NOT NULL) AS reasons
+    FROM cost_check
+    WHERE difference_usd IS NOT NULL
+    GROUP BY model
+)
+SELECT coalesce(u.model, d.model) AS model, model_price_key(coalesce(u.model, d.model)) AS price_key,
+    coalesce(u.unpriced_responses, 0) AS unpriced_responses,
+    coalesce(d.sessions, 0) AS sessions_differing, d.max_difference_usd,
+    coalesce(d.reasons, '{}') AS reasons
+FROM unpriced u
+FULL JOIN differs d ON d.model IS NOT DISTINCT FROM u.model
+ORDER BY 1 NULLS FIRST
 """
 
 # --- heartbeats ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daemon import config, installer
+from daemon import config, db, installer
 from daemon.spool import Spool
 
 
@@ -116,6 +116,7 @@ def run(settings: config.Settings, home: Path, project: Path | None) -> list[Fin
         findings.append(
             Finding("fail", "no settings file has the session-db hook", "session-db hooks install")
         )
+    findings += price_findings(settings)
     spool = Spool(settings.spool)
     if not spool.new.is_dir():
         findings.append(
@@ -142,3 +143,29 @@ def run(settings: config.Settings, home: Path, project: Path | None) -> list[Fin
         else:
             findings.append(Finding("ok", f"spool {spool.new}: nothing waiting"))
     return findings
+
+
+def price_findings(settings: config.Settings) -> list[Finding]:
+    """Models unpriced or priced unlike Claude Code (`prices check`), when SESSION_DB_URL names a
+    database at this version's schema (doctor never starts the embedded cluster)."""
+    if not settings.url:
+        return []
+    from daemon import migrations, price_drift
+    from daemon.sink import LOCK_TIMEOUT_MS
+
+    try:
+        state = migrations.schema_state(settings.url)
+        if state.verdict != "head":
+            return []
+        with db.connect(
+            settings.url,
+            connect_timeout_s=settings.connect_timeout_s,
+            statement_timeout_ms=settings.statement_timeout_ms,
+            lock_timeout_ms=LOCK_TIMEOUT_MS,
+        ) as conn:
+            drifts = price_drift.find(conn)
+    except Exception as exc:  # noqa: BLE001 - doctor reports, it does not fail on the database
+        return [Finding("warn", f"price check skipped: {type(exc).__name__}", "session-db status")]
+    if not drifts:
+        return [Finding("ok", "prices: every model seen is priced and agrees with Claude Code")]
+    return [Finding("warn", f"price drift: {d.describe()}", d.fix) for d in drifts]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 EX_OK = 0
+EX_PRICE_DRIFT = 1  # `prices check`: some model is unpriced or priced unlike Claude Code
 EX_SOFTWARE = 70  # internal error: a side task died, an invariant broke
 EX_IOERR = 74  # our own durable write failed (fsync, ENOSPC): fail-stop
 EX_CONFIG = 78  # bad configuration or schema mismatch: do not restart-loop

@@ -38,6 +38,7 @@ VIEWS = (
     "agent_costs",
     "agent_timings",
     "claude_session_costs",
+    "cost_check",
     "daemon_status",
     "daily_costs",
     "session_costs",
@@ -52,9 +53,12 @@ VIEWS = (
 WRITER_GRANTS = {
     "agent_logs": "INSERT, UPDATE (session_id)",  # update: back-filled workflow links only
     "agents": "INSERT, UPDATE",
+    "cost_state_models": "INSERT, UPDATE",  # cost engine: Claude Code's cost-state lines
+    "cost_states": "INSERT, UPDATE",
     "daemon_heartbeats": "INSERT, UPDATE",
     "sessions": "INSERT, UPDATE",
     "token_usage": "INSERT, UPDATE",
+    "token_usage_hourly": "INSERT, UPDATE",  # cost engine: its triggers run as the writer
     "transcript_files": "INSERT, UPDATE",
     "watch_roots": "INSERT",
 }

@@ -238,6 +238,17 @@ token_usage = sa.Table(
     sa.Column(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
+    # cost engine (0006): resolved and priced at write time by triggers
+    sa.Column(
+        "price_id",
+        sa.BigInteger,
+        comment="prices.id resolved by price_for at write time (trigger); NULL: unpriced.",
+    ),
+    sa.Column(
+        "cost_usd",
+        sa.Numeric,
+        comment="USD at price_id (usage_cost_usd), kept current by triggers on token_usage and prices.",
+    ),
     # Reports (alembic 0009): where the response was made, from its transcript line.
     sa.Column(
         "cwd",
@@ -256,6 +267,7 @@ token_usage = sa.Table(
     sa.Index(
         "token_usage_prompt_idx", "prompt_id", postgresql_where=sa.text("prompt_id IS NOT NULL")
     ),
+    sa.Index("token_usage_session_model_idx", "claude_session_id", "model"),
     comment="One row per API response, deduplicated across transcript lines and files by (message_id, request_id).",
 )
 
@@ -300,6 +312,80 @@ prices = sa.Table(
     sa.UniqueConstraint("model_prefix", "effective_from", name="prices_model_prefix_effective_key"),
     comment="USD per million tokens by model prefix (longest prefix wins) from effective_from on. "
     "Costs are computed from it in views, so a correction re-prices history.",
+)
+
+# --- cost engine (0006) ---------------------------------------------------------------------
+
+token_usage_hourly = sa.Table(
+    "token_usage_hourly",
+    metadata,
+    sa.Column("hour_utc", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("model", sa.Text, primary_key=True),
+    *[
+        sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+        for name in (
+            "responses",
+            "input_tokens",
+            "output_tokens",
+            "cache_write_5m_tokens",
+            "cache_write_1h_tokens",
+            "cache_read_tokens",
+        )
+    ],
+    sa.Column("priced_cost_usd", sa.Numeric, nullable=False, server_default="0"),
+    sa.Column("unpriced_responses", sa.BigInteger, nullable=False, server_default="0"),
+    comment="Exact rollup of token_usage per UTC hour of occurred_at (-infinity: none) and model "
+    "('': none), kept by statement triggers on token_usage.",
+)
+
+cost_states = sa.Table(
+    "cost_states",
+    metadata,
+    sa.Column("claude_session_id", sa.Text, primary_key=True),
+    sa.Column("host", sa.Text),
+    sa.Column("transcript_path", sa.Text),
+    sa.Column("total_cost_usd", sa.Numeric),
+    sa.Column("total_api_duration_ms", sa.Numeric),
+    sa.Column("total_api_duration_without_retries_ms", sa.Numeric),
+    sa.Column("total_tool_duration_ms", sa.Numeric),
+    sa.Column("total_duration_ms", sa.Numeric),
+    sa.Column("lines_added", sa.BigInteger),
+    sa.Column("lines_removed", sa.BigInteger),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("has_unknown_model_cost", sa.Boolean),
+    sa.Column("compacted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    comment="Claude Code's own running totals per session: the latest cost-state transcript line "
+    "(the one with the largest totalDuration, then totalCostUSD; both only grow within a session, "
+    "resumes included). compacted: a compact_boundary line was seen.",
+)
+
+cost_state_models = sa.Table(
+    "cost_state_models",
+    metadata,
+    sa.Column("claude_session_id", sa.Text, primary_key=True),
+    sa.Column("model", sa.Text, primary_key=True),
+    *[
+        sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "thinking_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "cache_write_5m_tokens",
+            "cache_write_1h_tokens",
+            "web_search_requests",
+        )
+    ],
+    sa.Column("cost_usd", sa.Numeric),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    comment="modelUsage of the latest cost-state line per session (cost_states): Claude Code's "
+    "tokens and costUSD per model.",
 )
 
 daemon_heartbeats = sa.Table(
@@ -383,4 +469,6 @@ WRITTEN_TABLES = (
     token_usage,
     transcript_files,
     daemon_heartbeats,
+    cost_states,
+    cost_state_models,
 )

@@ -28,6 +28,7 @@ from daemon.errors import ConfigError, SchemaMismatchError, TransientDbError
 from daemon.events import Event
 from daemon.ingest import DrainStats, Ingestor
 from daemon.notify import notify, watchdog_interval_s
+from daemon.price_drift import DriftWatch
 from daemon.redaction import Redactor
 from daemon.sessions import SessionTracker, sessions_dir
 from daemon.sink import PostgresSink
@@ -125,6 +126,7 @@ class Service:
         self.transcripts: TranscriptReader | None = None
         self._transcripts_due: set[str] = set()
         self._last_transcript_scan = 0.0
+        self.price_drift = DriftWatch()
         self.watcher: Watcher | None = None
         self.db_state = "unknown"
         self.db_roots: set[str] = set()
@@ -454,6 +456,9 @@ class Service:
             assert self.sink is not None
             self._budgets_due = now + budgets.CHECK_INTERVAL_S
             budgets.check(self.sink.connection())
+        if self.price_drift.due(now):
+            assert self.sink is not None
+            self.price_drift.check(self.sink.connection(), now)
         if force_scan or now - self._last_orphans >= min(self.settings.orphan_ttl_s / 4, 600):
             self._last_orphans = now
             for name in self.spool.orphans(self.settings.orphan_ttl_s):

@@ -53,6 +53,10 @@ def collect(settings: config.Settings) -> dict[str, Any]:
                     from daemon.reports import budget_rows
 
                     report["budgets"] = budget_rows(conn, None)  # spend against each budget
+                    if state.verdict == "head":  # the cost engine's views exist
+                        from daemon import price_drift
+
+                        report["price_drift"] = [d.as_json() for d in price_drift.find(conn)]
                 names = ("host", "pid", "version", "started_at", "last_heartbeat", "events_ingested",
                          "backlog_files", "last_error", "stale")  # fmt: skip
                 report["daemons"] = [dict(zip(names, d, strict=True)) for d in daemons]
@@ -104,4 +108,7 @@ def render(r: dict[str, Any]) -> str:
     from daemon.reports import budget_lines
 
     lines += budget_lines(r.get("budgets", []))[1:]
+    for p in r.get("price_drift", []):
+        lines.append(f"  price drift: model {p['model']!r}: {p['unpriced_responses']} unpriced responses, "
+                     f"{p['sessions_differing']} sessions differ from Claude Code; run: {p['fix']}")  # fmt: skip
     return "\n".join(lines) + "\n"

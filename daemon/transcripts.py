@@ -18,6 +18,12 @@ starts a turn) are parsed; most bytes are attachments and request shapes that ca
 This skips nothing we use: Claude Code writes JSON.stringify output, which escapes no letter
 of a key, and a quote inside a JSON string is escaped, so a line without those bytes has
 neither key. A line we never parse is never counted as unreadable.
+
+The same pass keeps Claude Code's own figures: `cost-state` lines (running session totals,
+per model `costUSD`) and `compact_boundary` system lines (a compaction call, whose usage only
+cost-state counts). The latest state of a session is the one with the largest
+(totalDuration, totalCostUSD): both only grow within a session, across resumes too, so the
+choice does not depend on the order files or chunks are read in, and a re-read changes nothing.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ import hashlib
 import os
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +53,9 @@ TXN_MAX_BYTES = 64 * 2**20  # bytes of transcript per transaction (what a lost c
 HEAD_BYTES = 64 * 1024  # the first line is fingerprinted to notice a replaced file
 USAGE_KEY = b'"usage"'  # lines without one of these two keys are not parsed (module docstring)
 PROMPT_KEY = b'"promptId"'
+COST_STATE_KEY = b'"cost-state"'
+COMPACT_KEY = b'"compact_boundary"'
+CANDIDATE_KEYS = (USAGE_KEY, PROMPT_KEY, COST_STATE_KEY, COMPACT_KEY)
 SYNTHETIC_MODEL = "<synthetic>"
 TRIGGER_EVENTS = frozenset({"Stop", "SubagentStop", "PreCompact", "SessionEnd"})
 
@@ -94,6 +104,105 @@ class Usage:
                 setattr(self, name, getattr(other, name))
         if other.occurred_at and (self.occurred_at is None or other.occurred_at < self.occurred_at):
             self.occurred_at = other.occurred_at
+
+
+@dataclass(slots=True)
+class ModelCost:
+    """One model's entry in a cost-state line's modelUsage."""
+
+    input_tokens: int
+    output_tokens: int
+    thinking_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    web_search_requests: int
+    cost_usd: Decimal | None
+
+
+@dataclass(slots=True)
+class CostState:
+    """Claude Code's running totals for a session (a `cost-state` line), or only the news that
+    the session was compacted (`compact_boundary`: total_cost_usd None)."""
+
+    claude_session_id: str
+    transcript_path: str
+    total_cost_usd: Decimal | None = None
+    total_api_duration_ms: Decimal | None = None
+    total_api_duration_without_retries_ms: Decimal | None = None
+    total_tool_duration_ms: Decimal | None = None
+    total_duration_ms: Decimal | None = None
+    lines_added: int | None = None
+    lines_removed: int | None = None
+    started_at: datetime | None = None
+    has_unknown_model_cost: bool | None = None
+    models: dict[str, ModelCost] = field(default_factory=dict)
+    compacted: bool = False
+
+    @property
+    def rank(self) -> tuple[Decimal, Decimal]:
+        """What "latest" means (module docstring): larger is later."""
+        return (self.total_duration_ms or Decimal(-1), self.total_cost_usd or Decimal(-1))
+
+    def merge(self, other: CostState) -> None:
+        """Keep the later state of the two; a compaction seen in either stays seen."""
+        compacted = self.compacted or other.compacted
+        if other.total_cost_usd is not None and other.rank >= self.rank:
+            for f in fields(CostState):
+                setattr(self, f.name, getattr(other, f.name))
+        self.compacted = compacted
+
+
+def _decimal(value: Any) -> Decimal | None:
+    """A JSON number as an exact Decimal (a float by its shortest repr: 0.0893169 stays that)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def cost_state_from_line(entry: dict[str, Any], path: str) -> CostState | None:
+    """A `cost-state` line's totals, a `compact_boundary` line as a compaction, else None."""
+    sid = _str(entry.get("sessionId"))
+    if sid is None:
+        return None
+    kind = entry.get("type")
+    if kind == "system" and entry.get("subtype") == "compact_boundary":
+        return CostState(sid, path, compacted=True)
+    if kind != "cost-state":
+        return None
+    models: dict[str, ModelCost] = {}
+    raw = entry.get("modelUsage")
+    for model, u in raw.items() if isinstance(raw, dict) else ():
+        if not isinstance(u, dict) or not isinstance(model, str):
+            continue
+        models[model] = ModelCost(
+            input_tokens=_int(u.get("inputTokens")),
+            output_tokens=_int(u.get("outputTokens")),
+            thinking_tokens=_int(u.get("thinkingTokens")),
+            cache_read_tokens=_int(u.get("cacheReadInputTokens")),
+            cache_write_tokens=_int(u.get("cacheCreationInputTokens")),
+            cache_write_5m_tokens=_int(u.get("cacheCreationEphemeral5mInputTokens")),
+            cache_write_1h_tokens=_int(u.get("cacheCreationEphemeral1hInputTokens")),
+            web_search_requests=_int(u.get("webSearchRequests")),
+            cost_usd=_decimal(u.get("costUSD")),
+        )
+    start = _decimal(entry.get("startTime"))
+    lines_added, lines_removed = entry.get("totalLinesAdded"), entry.get("totalLinesRemoved")
+    return CostState(
+        claude_session_id=sid,
+        transcript_path=path,
+        total_cost_usd=_decimal(entry.get("totalCostUSD")) or Decimal(0),
+        total_api_duration_ms=_decimal(entry.get("totalAPIDuration")),
+        total_api_duration_without_retries_ms=_decimal(entry.get("totalAPIDurationWithoutRetries")),
+        total_tool_duration_ms=_decimal(entry.get("totalToolDuration")),
+        total_duration_ms=_decimal(entry.get("totalDuration")),
+        lines_added=lines_added if isinstance(lines_added, int) else None,
+        lines_removed=lines_removed if isinstance(lines_removed, int) else None,
+        started_at=datetime.fromtimestamp(float(start) / 1000, UTC) if start is not None else None,
+        has_unknown_model_cost=bool(entry.get("hasUnknownModelCost")),
+        models=models,
+    )
 
 
 def _int(value: Any) -> int:
@@ -169,25 +278,31 @@ def usage_from_line(entry: dict[str, Any], prompt_id: str | None, path: str) -> 
 
 
 def parse_lines(
-    data: bytes, end: int, prompt_id: str | None, path: str
+    data: bytes,
+    end: int,
+    prompt_id: str | None,
+    path: str,
+    states: dict[str, CostState] | None = None,
 ) -> tuple[dict[tuple[str, str], Usage], str | None, int]:
     """The usages on the complete lines of `data[:end]` merged by key, the prompt id after
-    them, and how many of the lines parsed were unreadable.
+    them, and how many of the lines parsed were unreadable. When `states` is given, the latest
+    cost state per session found (and compactions) are merged into it.
 
-    `data[end - 1]` must be a newline. Only lines holding USAGE_KEY or PROMPT_KEY are parsed.
+    `data[end - 1]` must be a newline. Only lines holding one of CANDIDATE_KEYS are parsed.
     """
     merged: dict[tuple[str, str], Usage] = {}
     bad = pos = 0
-    usage_at = data.find(USAGE_KEY, 0, end)
-    prompt_at = data.find(PROMPT_KEY, 0, end)
-    while usage_at >= 0 or prompt_at >= 0:
-        hit = usage_at if prompt_at < 0 or 0 <= usage_at < prompt_at else prompt_at
+    keys = CANDIDATE_KEYS if states is not None else (USAGE_KEY, PROMPT_KEY)
+    at = [data.find(k, 0, end) for k in keys]
+    while True:
+        hit = min((a for a in at if a >= 0), default=-1)
+        if hit < 0:
+            break
         start = max(pos, data.rfind(b"\n", pos, hit) + 1)
         pos = data.find(b"\n", hit, end) + 1
-        if 0 <= usage_at < pos:
-            usage_at = data.find(USAGE_KEY, pos, end)
-        if 0 <= prompt_at < pos:
-            prompt_at = data.find(PROMPT_KEY, pos, end)
+        for i, a in enumerate(at):
+            if 0 <= a < pos:
+                at[i] = data.find(keys[i], pos, end)
         try:
             entry = orjson.loads(data[start : pos - 1])
         except orjson.JSONDecodeError:
@@ -199,6 +314,14 @@ def parse_lines(
             prompt_id = entry["promptId"]
         usage = usage_from_line(entry, prompt_id, path)
         if usage is None:
+            if states is not None:
+                state = cost_state_from_line(entry, path)
+                if state is not None:
+                    known_state = states.get(state.claude_session_id)
+                    if known_state is None:
+                        states[state.claude_session_id] = state
+                    else:
+                        known_state.merge(state)
             continue
         known = merged.get(usage.key)
         if known is None:
@@ -274,6 +397,7 @@ class _Batch:
     # Per agent, the model of its latest response (what FILL_AGENT_MODELS may set).
     models: dict[tuple[str, str | None], tuple[datetime | None, str]] = field(default_factory=dict)
     files: dict[str, _FileRead] = field(default_factory=dict)
+    states: dict[str, CostState] = field(default_factory=dict)
     bytes: int = 0
 
     def add(self, usages: Iterable[Usage]) -> None:
@@ -473,7 +597,7 @@ class TranscriptReader:
                     data += more
                 if not end:
                     break  # nothing, or only a partial last line: wait for the writer
-                usages, prompt_id, bad = parse_lines(data, end, prompt_id, state.path)
+                usages, prompt_id, bad = parse_lines(data, end, prompt_id, state.path, batch.states)
                 lines = data.count(b"\n", 0, end)
                 offset += end
                 read = batch.files.get(state.path)
@@ -552,6 +676,8 @@ class TranscriptReader:
                                 [batch.models[k][1] for k in agents],
                             ),
                         )
+                if batch.states:
+                    self._write_cost_states(cur, batch.states)
                 reads = sorted(batch.files.values(), key=lambda r: r.state.path)
                 cur.execute(
                     db.UPDATE_TRANSCRIPT_OFFSETS,
@@ -577,7 +703,49 @@ class TranscriptReader:
         batch.agents.clear()
         batch.models.clear()
         batch.files.clear()
+        batch.states.clear()
         batch.bytes = 0
+
+    def _write_cost_states(self, cur: Any, states: dict[str, CostState]) -> None:
+        """Compactions, then each session's state where it is later than the stored one."""
+        compacted = sorted(sid for sid, st in states.items() if st.compacted)
+        if compacted:
+            cur.execute(db.MARK_COST_STATES_COMPACTED, (self.host, compacted))
+        rows = []
+        for sid in sorted(states):
+            st = states[sid]
+            if st.total_cost_usd is None:
+                continue
+            models = sorted(st.models)
+            m = [st.models[k] for k in models]
+            rows.append(
+                {
+                    "sid": sid,
+                    "host": self.host,
+                    "path": st.transcript_path,
+                    "total_cost_usd": st.total_cost_usd,
+                    "api_ms": st.total_api_duration_ms,
+                    "api_nr_ms": st.total_api_duration_without_retries_ms,
+                    "tool_ms": st.total_tool_duration_ms,
+                    "duration_ms": st.total_duration_ms,
+                    "lines_added": st.lines_added,
+                    "lines_removed": st.lines_removed,
+                    "started_at": st.started_at,
+                    "unknown": st.has_unknown_model_cost,
+                    "model": models,
+                    "input": [x.input_tokens for x in m],
+                    "output": [x.output_tokens for x in m],
+                    "thinking": [x.thinking_tokens for x in m],
+                    "cache_read": [x.cache_read_tokens for x in m],
+                    "cache_write": [x.cache_write_tokens for x in m],
+                    "cw5m": [x.cache_write_5m_tokens for x in m],
+                    "cw1h": [x.cache_write_1h_tokens for x in m],
+                    "web_search": [x.web_search_requests for x in m],
+                    "cost": [x.cost_usd for x in m],
+                }
+            )
+        if rows:
+            cur.executemany(db.UPSERT_COST_STATE, rows)
 
     def _mark_missing(self, path: str) -> None:
         conn = self.sink.connection()

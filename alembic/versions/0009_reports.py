@@ -2,7 +2,7 @@
 attribution views.
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0006 (the cost engine: token_usage.price_id and cost_usd, kept by its triggers)
 Create Date: 2026-12-02
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0009"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
@@ -50,30 +50,29 @@ CREATE TABLE budget_alerts (
 COMMENT ON TABLE budget_alerts IS 'One row per budget and period whose limit was exceeded (the daemon logs budget_exceeded once, when it inserts the row).';
 
 CREATE VIEW usage_attribution AS
-SELECT c.id AS token_usage_id, c.message_id, c.claude_session_id, c.claude_agent_id, c.agent_id,
-    c.model, c.host, c.occurred_at, c.is_sidechain,
-    c.input_tokens, c.output_tokens, c.cache_write_5m_tokens, c.cache_write_1h_tokens,
-    c.cache_read_tokens,
-    c.input_tokens + c.output_tokens + c.cache_write_5m_tokens + c.cache_write_1h_tokens
-        + c.cache_read_tokens AS total_tokens,
-    c.cost_usd, c.unpriced,
+SELECT t.id AS token_usage_id, t.message_id, t.claude_session_id, t.claude_agent_id, t.agent_id,
+    t.model, t.host, t.occurred_at, t.is_sidechain,
+    t.input_tokens, t.output_tokens, t.cache_write_5m_tokens, t.cache_write_1h_tokens,
+    t.cache_read_tokens,
+    t.input_tokens + t.output_tokens + t.cache_write_5m_tokens + t.cache_write_1h_tokens
+        + t.cache_read_tokens AS total_tokens,
+    t.cost_usd, (t.price_id IS NULL) AS unpriced,
     coalesce(t.cwd, a.cwd) AS project_dir,
     coalesce(pa.name, t.cwd, a.cwd) AS project,
     t.git_branch,
     CASE WHEN p.id IS NOT NULL THEN
-        c.cache_read_tokens * (p.input_usd_per_mtok - p.cache_read_usd_per_mtok) / 1000000
-        * CASE WHEN c.input_tokens + c.cache_write_5m_tokens + c.cache_write_1h_tokens + c.cache_read_tokens
+        t.cache_read_tokens * (p.input_usd_per_mtok - p.cache_read_usd_per_mtok) / 1000000
+        * CASE WHEN t.input_tokens + t.cache_write_5m_tokens + t.cache_write_1h_tokens + t.cache_read_tokens
                     > p.long_context_threshold_tokens
                THEN p.long_context_input_multiplier ELSE 1 END
-        * CASE WHEN c.speed = 'fast' THEN p.fast_multiplier ELSE 1 END
-        * CASE WHEN lower(c.inference_geo) = 'us' THEN p.data_residency_multiplier ELSE 1 END
+        * CASE WHEN t.speed = 'fast' THEN p.fast_multiplier ELSE 1 END
+        * CASE WHEN lower(t.inference_geo) = 'us' THEN p.data_residency_multiplier ELSE 1 END
     END AS cache_savings_usd
-FROM token_usage_costs c
-JOIN token_usage t ON t.id = c.id
-LEFT JOIN agents a ON a.id = c.agent_id
+FROM token_usage t
+LEFT JOIN agents a ON a.id = t.agent_id
 LEFT JOIN project_aliases pa ON pa.path = coalesce(t.cwd, a.cwd)
-LEFT JOIN prices p ON p.id = c.price_id;
-COMMENT ON VIEW usage_attribution IS 'token_usage_costs with its project (alias name, else the cwd of the transcript line, else the agent''s hook cwd), git branch and cache savings (cache reads priced as plain input minus their price).';
+LEFT JOIN prices p ON p.id = t.price_id;
+COMMENT ON VIEW usage_attribution IS 'token_usage with its cost (as token_usage_costs), its project (alias name, else the cwd of the transcript line, else the agent''s hook cwd), git branch and cache savings (cache reads priced as plain input minus their price).';
 
 CREATE VIEW project_costs AS
 WITH s AS (
@@ -182,7 +181,7 @@ $fn$;
 CREATE VIEW usage_blocks AS
 WITH b AS (SELECT * FROM usage_block_spans()), agg AS (
     SELECT b.block_start, b.first_at, b.last_at,
-        count(c.id) AS responses,
+        count(c.token_usage_id) AS responses,
         sum(c.input_tokens) AS input_tokens, sum(c.output_tokens) AS output_tokens,
         sum(c.cache_write_5m_tokens) AS cache_write_5m_tokens,
         sum(c.cache_write_1h_tokens) AS cache_write_1h_tokens,
@@ -194,7 +193,7 @@ WITH b AS (SELECT * FROM usage_block_spans()), agg AS (
         array_agg(DISTINCT c.model ORDER BY c.model) FILTER (WHERE c.model IS NOT NULL) AS models,
         count(DISTINCT c.claude_session_id) AS sessions
     FROM b
-    JOIN token_usage_costs c ON c.occurred_at >= b.block_start AND c.occurred_at <= b.last_at
+    JOIN usage_attribution c ON c.occurred_at >= b.block_start AND c.occurred_at <= b.last_at
     GROUP BY b.block_start, b.first_at, b.last_at
 )
 SELECT block_start AS start_at, block_start + interval '5 hours' AS end_at,

@@ -18,6 +18,7 @@ from tests.conftest import REPO
 from tests.migrations.test_migrations import schema_dump
 
 BEFORE = "0004"
+AFTER = "0005"  # the revision under test (later ones may redefine the views)
 ROW_QUERY = "SELECT to_jsonb(l) FROM agent_logs l ORDER BY id"
 VIEW_QUERY = (
     "SELECT c.relname, pg_get_viewdef(c.oid), obj_description(c.oid, 'pg_class') FROM pg_class c"
@@ -74,7 +75,7 @@ def test_partitioning_upgrade_and_downgrade_keep_every_row(empty_db_url: str) ->
     dump = schema_dump(url)
     assert 32 == len(rows)
 
-    migrations.upgrade(url)
+    migrations.upgrade(url, AFTER)
 
     assert rows == fetch(url, ROW_QUERY)
     assert views == fetch(url, VIEW_QUERY)
