@@ -681,69 +681,96 @@ DROP_PARTITION = sql.SQL("DROP TABLE {partition}")
 # see the same numbers. Filters: since/until are dates in zone tz (until inclusive); NULL means
 # no bound. group_a/group_b name what a row is keyed by (see reports.py).
 
+# A report reads usage_rollup (hourly, fast) when the zone's offsets are whole hours, else
+# usage_attribution (per response); both are shaped alike here, so sums over either agree.
+REPORT_SOURCES = {
+    "rollup": """(SELECT hour_utc AS at, claude_session_id, model, host, project, git_branch,
+    responses, input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+    cache_read_tokens, total_tokens, priced_cost_usd, unpriced_responses, cache_savings_usd,
+    first_at, last_at
+    FROM usage_rollup WHERE isfinite(hour_utc)) u""",
+    "responses": """(SELECT occurred_at AS at, claude_session_id, model, host, project, git_branch,
+    1 AS responses, input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+    cache_read_tokens, total_tokens, coalesce(cost_usd, 0) AS priced_cost_usd,
+    unpriced::int AS unpriced_responses, coalesce(cache_savings_usd, 0) AS cache_savings_usd,
+    occurred_at AS first_at, occurred_at AS last_at
+    FROM usage_attribution WHERE occurred_at IS NOT NULL) u""",
+}
+
 _REPORT_FILTER = """
-WHERE occurred_at IS NOT NULL
-  AND (%(since)s::date IS NULL OR occurred_at >= (%(since)s::date::timestamp AT TIME ZONE %(tz)s))
-  AND (%(until)s::date IS NULL OR occurred_at < ((%(until)s::date + 1)::timestamp AT TIME ZONE %(tz)s))
+WHERE (%(since)s::date IS NULL OR at >= (%(since)s::date::timestamp AT TIME ZONE %(tz)s))
+  AND (%(until)s::date IS NULL OR at < ((%(until)s::date + 1)::timestamp AT TIME ZONE %(tz)s))
   AND (%(project)s::text IS NULL OR project = %(project)s)
   AND (%(host)s::text IS NULL OR host = %(host)s)
 """
 
 _REPORT_SUMS = """
-    count(*) AS responses,
+    sum(responses)::bigint AS responses,
     count(DISTINCT claude_session_id) AS sessions,
     sum(input_tokens) AS input_tokens,
     sum(output_tokens) AS output_tokens,
     sum(cache_write_5m_tokens + cache_write_1h_tokens) AS cache_write_tokens,
     sum(cache_read_tokens) AS cache_read_tokens,
     sum(total_tokens) AS total_tokens,
-    CASE WHEN bool_or(unpriced) THEN NULL ELSE coalesce(sum(cost_usd), 0) END AS cost_usd,
-    coalesce(sum(cost_usd), 0) AS priced_cost_usd,
-    coalesce(sum(cache_savings_usd), 0) AS cache_savings_usd
+    CASE WHEN sum(unpriced_responses) > 0 THEN NULL ELSE sum(priced_cost_usd) END AS cost_usd,
+    sum(priced_cost_usd) AS priced_cost_usd,
+    sum(cache_savings_usd) AS cache_savings_usd
 """
 
 # daily / weekly / monthly: unit is 'day', 'week' (ISO, from Monday) or 'month'.
-REPORT_PERIODS = (
+_REPORT_PERIODS = (
     """
-SELECT date_trunc(%(unit)s, occurred_at AT TIME ZONE %(tz)s)::date AS period,
+SELECT date_trunc(%(unit)s, at AT TIME ZONE %(tz)s)::date AS period,
     CASE WHEN %(breakdown)s THEN coalesce(model, '(unknown)') END AS model,"""
     + _REPORT_SUMS
-    + "FROM usage_attribution"
+    + "FROM {source}"
     + _REPORT_FILTER
     + "GROUP BY 1, 2 ORDER BY 1, 2"
 )
 
-REPORT_SESSIONS = (
+_REPORT_SESSIONS = (
     """
 SELECT u.claude_session_id AS session, min(t.title) AS title, min(u.project) AS project,
-    min(u.occurred_at) AS first_response_at, max(u.occurred_at) AS last_response_at,
+    min(u.first_at) AS first_response_at, max(u.last_at) AS last_response_at,
     CASE WHEN %(breakdown)s THEN coalesce(u.model, '(unknown)') END AS model,"""
     + _REPORT_SUMS
-    + """FROM usage_attribution u
+    + """FROM {source}
 LEFT JOIN claude_session_titles t USING (claude_session_id)"""
     + _REPORT_FILTER
-    + "GROUP BY u.claude_session_id, 6 ORDER BY max(u.occurred_at), 1, 6"
+    + "GROUP BY u.claude_session_id, 6 ORDER BY max(u.last_at), 1, 6"
 )
 
-REPORT_PROJECTS = (
+_REPORT_PROJECTS = (
     """
 SELECT coalesce(project, '(unknown)') AS project,
     CASE WHEN %(branches)s THEN coalesce(git_branch, '(none)') END AS git_branch,
     CASE WHEN %(breakdown)s THEN coalesce(model, '(unknown)') END AS model,"""
     + _REPORT_SUMS
-    + "FROM usage_attribution"
+    + "FROM {source}"
     + _REPORT_FILTER
-    + "GROUP BY 1, 2, 3 ORDER BY coalesce(sum(cost_usd), 0) DESC, 1, 2, 3"
+    + "GROUP BY 1, 2, 3 ORDER BY sum(priced_cost_usd) DESC, 1, 2, 3"
 )
 
-REPORT_MODELS = (
+_REPORT_MODELS = (
     """
 SELECT coalesce(model, '(unknown)') AS model,"""
     + _REPORT_SUMS
-    + "FROM usage_attribution"
+    + "FROM {source}"
     + _REPORT_FILTER
-    + "GROUP BY 1 ORDER BY coalesce(sum(cost_usd), 0) DESC, 1"
+    + "GROUP BY 1 ORDER BY sum(priced_cost_usd) DESC, 1"
 )
+
+# (kind, source) -> statement; kind is 'periods', 'session', 'projects' or 'models'.
+REPORT_QUERIES = {
+    (kind, name): template.replace("{source}", source)
+    for kind, template in (
+        ("periods", _REPORT_PERIODS),
+        ("session", _REPORT_SESSIONS),
+        ("projects", _REPORT_PROJECTS),
+        ("models", _REPORT_MODELS),
+    )
+    for name, source in REPORT_SOURCES.items()
+}
 
 REPORT_BLOCKS = """
 SELECT start_at, end_at, first_response_at, last_response_at, active, responses, sessions,

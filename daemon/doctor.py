@@ -151,7 +151,7 @@ def price_findings(settings: config.Settings) -> list[Finding]:
     if not settings.url:
         return []
     from daemon import migrations, price_drift
-    from daemon.sink import LOCK_TIMEOUT_MS
+    from daemon.config import LOCK_TIMEOUT_MS
 
     try:
         state = migrations.schema_state(settings.url)

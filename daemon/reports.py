@@ -18,7 +18,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,8 @@ DEFAULT_TERMINAL_COLUMNS = 100  # characters, when stdout is not a terminal
 COST_DECIMALS = 6  # USD digits kept in JSON and CSV
 ZONEINFO_MARKER = "zoneinfo/"
 FALLBACK_TZ = "UTC"
+ROLLUP_ZONE_CHECK_FROM_YEAR = 2020  # zones are checked for non-hour offsets from this year on
+ZONE_CHECK_STEP = timedelta(days=14)  # offsets change at most a few times a year
 
 # Columns that are summed into the totals row.
 SUMMED = (
@@ -121,6 +123,21 @@ def check_zone(tz: str) -> str:
     return tz
 
 
+def whole_hour_zone(tz: str) -> bool:
+    """Whether every UTC offset tz has had since ROLLUP_ZONE_CHECK_FROM is a whole number of hours
+    (then its days begin on UTC hour boundaries and the hourly rollup answers exactly)."""
+    zone = ZoneInfo(tz)
+    start = datetime(ROLLUP_ZONE_CHECK_FROM_YEAR, 1, 1, tzinfo=UTC)
+    end = datetime.now(UTC) + timedelta(days=366)
+    t = start
+    while t < end:
+        offset = t.astimezone(zone).utcoffset()
+        if offset is None or offset.total_seconds() % 3600:
+            return False
+        t += ZONE_CHECK_STEP
+    return True
+
+
 def _params(f: Filters) -> dict[str, Any]:
     p = asdict(f)
     p["unit"] = None
@@ -148,20 +165,21 @@ def build(conn: psycopg.Connection[Any], kind: str, f: Filters) -> dict[str, Any
         raise ConfigError(f"unknown report {kind!r}: one of {', '.join(KINDS)}")
     check_zone(f.tz)
     params = _params(f)
+    source = "rollup" if whole_hour_zone(f.tz) else "responses"
     if kind in PERIOD_UNITS:
         params["unit"] = PERIOD_UNITS[kind]
-        rows = _fetch(conn, db.REPORT_PERIODS, params)
+        rows = _fetch(conn, db.REPORT_QUERIES["periods", source], params)
         keys = ["period", *(["model"] if f.breakdown else [])]
     elif kind == "session":
-        rows = _fetch(conn, db.REPORT_SESSIONS, params)
+        rows = _fetch(conn, db.REPORT_QUERIES["session", source], params)
         keys = ["session", "title", "project", "first_response_at", "last_response_at",
                 *(["model"] if f.breakdown else [])]  # fmt: skip
     elif kind == "projects":
-        rows = _fetch(conn, db.REPORT_PROJECTS, params)
+        rows = _fetch(conn, db.REPORT_QUERIES["projects", source], params)
         keys = ["project", *(["git_branch"] if f.branches else []),
                 *(["model"] if f.breakdown else [])]  # fmt: skip
     elif kind == "models":
-        rows = _fetch(conn, db.REPORT_MODELS, params)
+        rows = _fetch(conn, db.REPORT_QUERIES["models", source], params)
         keys = ["model"]
     else:
         rows = _fetch(conn, db.REPORT_BLOCKS, params)

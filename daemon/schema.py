@@ -458,6 +458,37 @@ budget_alerts = sa.Table(
     "when it inserts the row).",
 )
 
+usage_hourly = sa.Table(
+    "usage_hourly",
+    metadata,
+    sa.Column("hour_utc", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("claude_session_id", sa.Text),
+    sa.Column("agent_id", pg.UUID(as_uuid=True)),
+    sa.Column("model", sa.Text),
+    sa.Column("host", sa.Text),
+    sa.Column("cwd", sa.Text),
+    sa.Column("git_branch", sa.Text),
+    sa.Column("price_id", sa.BigInteger),
+    *[
+        sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+        for name in ("responses", *USAGE_COUNTERS[:5])
+    ],
+    sa.Column("priced_cost_usd", sa.Numeric, nullable=False, server_default="0"),
+    sa.Column("unpriced_responses", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cache_savings_usd", sa.Numeric, nullable=False, server_default="0"),
+    sa.Column("first_at", sa.DateTime(timezone=True)),
+    sa.Column("last_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint(
+        "hour_utc", "claude_session_id", "agent_id", "model", "host", "cwd", "git_branch", "price_id",
+        name="usage_hourly_key",
+        postgresql_nulls_not_distinct=True,
+    ),
+    sa.Index("usage_hourly_session_idx", "claude_session_id"),
+    comment="Exact rollup of token_usage per UTC hour of occurred_at (-infinity: none) and session, agent, "
+    "model, host, cwd, branch and price, kept by statement triggers; first_at/last_at bound the responses "
+    "(they may stay wider after a delete). Rows whose responses fell to 0 are kept.",
+)
+
 # Tables the daemon writes (ingest, state.json, transcripts, heartbeats): a database at a newer,
 # unknown revision is still usable when these keep every column and unique key described here
 # (daemon/migrations.py, compatibility_problems).

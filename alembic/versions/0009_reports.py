@@ -15,7 +15,112 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
-UPGRADE = """
+# Rows of a transition table as signed deltas of usage_hourly, in key order (so concurrent
+# writers lock rollup rows in the same order).
+_HOURLY_DELTA = """
+    INSERT INTO usage_hourly AS h (hour_utc, claude_session_id, agent_id, model, host, cwd, git_branch,
+        price_id, responses, input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+        cache_read_tokens, priced_cost_usd, unpriced_responses, cache_savings_usd, first_at, last_at)
+    SELECT date_trunc('hour', coalesce(d.occurred_at, '-infinity'), 'UTC'), d.claude_session_id,
+        d.agent_id, d.model, d.host, d.cwd, d.git_branch, d.price_id,
+        sum(d.sign), sum(d.sign * d.input_tokens), sum(d.sign * d.output_tokens),
+        sum(d.sign * d.cache_write_5m_tokens), sum(d.sign * d.cache_write_1h_tokens),
+        sum(d.sign * d.cache_read_tokens), coalesce(sum(d.sign * d.cost_usd), 0),
+        coalesce(sum(d.sign) FILTER (WHERE d.price_id IS NULL), 0),
+        coalesce(sum(d.sign * usage_cache_savings_usd(p, d.input_tokens, d.cache_write_5m_tokens,
+            d.cache_write_1h_tokens, d.cache_read_tokens, d.speed, d.inference_geo)), 0),
+        min(d.occurred_at) FILTER (WHERE d.sign > 0), max(d.occurred_at) FILTER (WHERE d.sign > 0)
+    FROM ({rows}) d
+    LEFT JOIN prices p ON p.id = d.price_id
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+    ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
+    ON CONFLICT ON CONSTRAINT usage_hourly_key DO UPDATE SET
+        responses = h.responses + EXCLUDED.responses,
+        input_tokens = h.input_tokens + EXCLUDED.input_tokens,
+        output_tokens = h.output_tokens + EXCLUDED.output_tokens,
+        cache_write_5m_tokens = h.cache_write_5m_tokens + EXCLUDED.cache_write_5m_tokens,
+        cache_write_1h_tokens = h.cache_write_1h_tokens + EXCLUDED.cache_write_1h_tokens,
+        cache_read_tokens = h.cache_read_tokens + EXCLUDED.cache_read_tokens,
+        priced_cost_usd = h.priced_cost_usd + EXCLUDED.priced_cost_usd,
+        unpriced_responses = h.unpriced_responses + EXCLUDED.unpriced_responses,
+        cache_savings_usd = h.cache_savings_usd + EXCLUDED.cache_savings_usd,
+        first_at = least(h.first_at, EXCLUDED.first_at),
+        last_at = greatest(h.last_at, EXCLUDED.last_at);
+"""
+_NEW = "SELECT 1 AS sign, * FROM new_rows"
+_OLD = "SELECT -1 AS sign, * FROM old_rows"
+
+
+def _trigger_function(name: str, rows: str) -> str:
+    return (
+        f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $fn$\nBEGIN\n"
+        + _HOURLY_DELTA.format(rows=rows)
+        + "    RETURN NULL;\nEND\n$fn$;\n"
+    )
+
+
+USAGE_HOURLY_TRIGGERS = (
+    _trigger_function("usage_hourly_insert", _NEW)  # noqa: S608 - module constants only
+    + _trigger_function("usage_hourly_update", f"{_NEW} UNION ALL {_OLD}")
+    + _trigger_function("usage_hourly_delete", _OLD)
+    + """
+CREATE TRIGGER usage_hourly_insert AFTER INSERT ON token_usage
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION usage_hourly_insert();
+CREATE TRIGGER usage_hourly_update AFTER UPDATE ON token_usage
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_hourly_update();
+CREATE TRIGGER usage_hourly_delete AFTER DELETE ON token_usage
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION usage_hourly_delete();
+
+-- The rows already there.
+"""
+    + _HOURLY_DELTA.format(rows="SELECT 1 AS sign, * FROM token_usage")
+    + """
+-- A price whose figures change re-computes the cache savings of its rollup rows (costs are
+-- re-priced on token_usage by 0006's triggers, which reach usage_hourly through the ones above).
+CREATE FUNCTION usage_hourly_prices_changed() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    UPDATE usage_hourly h SET cache_savings_usd = coalesce(s.savings, 0)
+    FROM (
+        SELECT k.hour_utc, k.claude_session_id, k.agent_id, k.model, k.host, k.cwd, k.git_branch,
+            k.price_id, s.savings
+        FROM usage_hourly k
+        LEFT JOIN LATERAL (
+            SELECT sum(usage_cache_savings_usd(p, t.input_tokens, t.cache_write_5m_tokens,
+                t.cache_write_1h_tokens, t.cache_read_tokens, t.speed, t.inference_geo)) AS savings
+            FROM token_usage t JOIN prices p ON p.id = t.price_id
+            WHERE t.price_id = k.price_id
+              AND date_trunc('hour', coalesce(t.occurred_at, '-infinity'), 'UTC') = k.hour_utc
+              AND t.claude_session_id IS NOT DISTINCT FROM k.claude_session_id
+              AND t.agent_id IS NOT DISTINCT FROM k.agent_id AND t.model IS NOT DISTINCT FROM k.model
+              AND t.host IS NOT DISTINCT FROM k.host AND t.cwd IS NOT DISTINCT FROM k.cwd
+              AND t.git_branch IS NOT DISTINCT FROM k.git_branch
+        ) s ON true
+        WHERE k.price_id IN (SELECT id FROM new_rows)
+    ) s
+    WHERE h.price_id = s.price_id AND h.hour_utc = s.hour_utc
+      AND h.claude_session_id IS NOT DISTINCT FROM s.claude_session_id
+      AND h.agent_id IS NOT DISTINCT FROM s.agent_id AND h.model IS NOT DISTINCT FROM s.model
+      AND h.host IS NOT DISTINCT FROM s.host AND h.cwd IS NOT DISTINCT FROM s.cwd
+      AND h.git_branch IS NOT DISTINCT FROM s.git_branch;
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER usage_hourly_prices_changed AFTER UPDATE ON prices
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION usage_hourly_prices_changed();
+-- A deleted price leaves no response behind (0006 re-prices them), so its rows saved nothing.
+CREATE FUNCTION usage_hourly_prices_deleted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    UPDATE usage_hourly SET cache_savings_usd = 0 WHERE price_id IN (SELECT id FROM old_rows);
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER usage_hourly_prices_deleted AFTER DELETE ON prices
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION usage_hourly_prices_deleted();
+"""
+)
+
+UPGRADE = f"""
 ALTER TABLE token_usage ADD COLUMN cwd text, ADD COLUMN git_branch text;
 COMMENT ON COLUMN token_usage.cwd IS 'cwd of the transcript line that carried the response (the project directory).';
 COMMENT ON COLUMN token_usage.git_branch IS 'gitBranch of the transcript line that carried the response.';
@@ -49,6 +154,21 @@ CREATE TABLE budget_alerts (
 );
 COMMENT ON TABLE budget_alerts IS 'One row per budget and period whose limit was exceeded (the daemon logs budget_exceeded once, when it inserts the row).';
 
+-- What a response's cache reads would have cost as plain input, minus what they cost (NULL when
+-- unpriced): the long-context, fast and data-residency multipliers of the input side apply.
+CREATE FUNCTION usage_cache_savings_usd(p prices, input_tokens bigint, cache_write_5m_tokens bigint,
+    cache_write_1h_tokens bigint, cache_read_tokens bigint, speed text, inference_geo text)
+RETURNS numeric LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT CASE WHEN p.id IS NOT NULL THEN
+        cache_read_tokens * (p.input_usd_per_mtok - p.cache_read_usd_per_mtok) / 1000000
+        * CASE WHEN input_tokens + cache_write_5m_tokens + cache_write_1h_tokens + cache_read_tokens
+                    > p.long_context_threshold_tokens
+               THEN p.long_context_input_multiplier ELSE 1 END
+        * CASE WHEN speed = 'fast' THEN p.fast_multiplier ELSE 1 END
+        * CASE WHEN lower(inference_geo) = 'us' THEN p.data_residency_multiplier ELSE 1 END
+    END
+$fn$;
+
 CREATE VIEW usage_attribution AS
 SELECT t.id AS token_usage_id, t.message_id, t.claude_session_id, t.claude_agent_id, t.agent_id,
     t.model, t.host, t.occurred_at, t.is_sidechain,
@@ -60,14 +180,8 @@ SELECT t.id AS token_usage_id, t.message_id, t.claude_session_id, t.claude_agent
     coalesce(t.cwd, a.cwd) AS project_dir,
     coalesce(pa.name, t.cwd, a.cwd) AS project,
     t.git_branch,
-    CASE WHEN p.id IS NOT NULL THEN
-        t.cache_read_tokens * (p.input_usd_per_mtok - p.cache_read_usd_per_mtok) / 1000000
-        * CASE WHEN t.input_tokens + t.cache_write_5m_tokens + t.cache_write_1h_tokens + t.cache_read_tokens
-                    > p.long_context_threshold_tokens
-               THEN p.long_context_input_multiplier ELSE 1 END
-        * CASE WHEN t.speed = 'fast' THEN p.fast_multiplier ELSE 1 END
-        * CASE WHEN lower(t.inference_geo) = 'us' THEN p.data_residency_multiplier ELSE 1 END
-    END AS cache_savings_usd
+    usage_cache_savings_usd(p, t.input_tokens, t.cache_write_5m_tokens, t.cache_write_1h_tokens,
+        t.cache_read_tokens, t.speed, t.inference_geo) AS cache_savings_usd
 FROM token_usage t
 LEFT JOIN agents a ON a.id = t.agent_id
 LEFT JOIN project_aliases pa ON pa.path = coalesce(t.cwd, a.cwd)
@@ -144,57 +258,94 @@ JOIN claude_session_costs s ON s.claude_session_id = a.claude_session_id
 WHERE a.claude_agent_id IS NOT NULL;
 COMMENT ON VIEW subagent_shares IS 'Each subagent''s priced cost and its share (0..1) of its Claude Code session''s priced cost.';
 
+-- Exact rollup for the reports: one row per UTC hour and (session, agent, model, host, cwd,
+-- branch, price), kept by statement triggers on token_usage (like token_usage_hourly, 0006).
+CREATE TABLE usage_hourly (
+    hour_utc timestamptz NOT NULL,
+    claude_session_id text,
+    agent_id uuid,
+    model text,
+    host text,
+    cwd text,
+    git_branch text,
+    price_id bigint,
+    responses bigint NOT NULL DEFAULT 0,
+    input_tokens bigint NOT NULL DEFAULT 0,
+    output_tokens bigint NOT NULL DEFAULT 0,
+    cache_write_5m_tokens bigint NOT NULL DEFAULT 0,
+    cache_write_1h_tokens bigint NOT NULL DEFAULT 0,
+    cache_read_tokens bigint NOT NULL DEFAULT 0,
+    priced_cost_usd numeric NOT NULL DEFAULT 0,
+    unpriced_responses bigint NOT NULL DEFAULT 0,
+    cache_savings_usd numeric NOT NULL DEFAULT 0,
+    first_at timestamptz,
+    last_at timestamptz,
+    CONSTRAINT usage_hourly_key UNIQUE NULLS NOT DISTINCT
+        (hour_utc, claude_session_id, agent_id, model, host, cwd, git_branch, price_id)
+);
+CREATE INDEX usage_hourly_session_idx ON usage_hourly (claude_session_id);
+COMMENT ON TABLE usage_hourly IS 'Exact rollup of token_usage per UTC hour of occurred_at (-infinity: none) and session, agent, model, host, cwd, branch and price, kept by statement triggers; first_at/last_at bound the responses (they may stay wider after a delete). Rows whose responses fell to 0 are kept.';
+
+{USAGE_HOURLY_TRIGGERS}
+CREATE VIEW usage_rollup AS
+SELECT h.hour_utc, h.claude_session_id, h.agent_id, h.model, h.host,
+    coalesce(h.cwd, a.cwd) AS project_dir,
+    coalesce(pa.name, h.cwd, a.cwd) AS project,
+    h.git_branch, h.price_id, h.responses, h.input_tokens, h.output_tokens,
+    h.cache_write_5m_tokens, h.cache_write_1h_tokens, h.cache_read_tokens,
+    h.input_tokens + h.output_tokens + h.cache_write_5m_tokens + h.cache_write_1h_tokens
+        + h.cache_read_tokens AS total_tokens,
+    h.priced_cost_usd, h.unpriced_responses, h.cache_savings_usd, h.first_at, h.last_at
+FROM usage_hourly h
+LEFT JOIN agents a ON a.id = h.agent_id
+LEFT JOIN project_aliases pa ON pa.path = coalesce(h.cwd, a.cwd)
+WHERE h.responses <> 0;
+COMMENT ON VIEW usage_rollup IS 'usage_hourly with the project of usage_attribution: sums over it equal sums over usage_attribution by UTC hour.';
+
 -- ccusage's blocks: a block starts at the hour (UTC) of the first response after a gap of over
 -- 5 hours, or after the previous block's 5 hours ran out. Iterating over hours, not rows, keeps
 -- it linear in the number of active hours.
-CREATE FUNCTION usage_block_spans()
-RETURNS TABLE (block_start timestamptz, first_at timestamptz, last_at timestamptz)
+CREATE FUNCTION usage_block_hours()
+RETURNS TABLE (hour_utc timestamptz, block_start timestamptz)
 LANGUAGE plpgsql STABLE AS $fn$
 DECLARE
     h record;
     cur_start timestamptz;
-    cur_first timestamptz;
     cur_last timestamptz;
 BEGIN
     FOR h IN
-        SELECT date_trunc('hour', occurred_at, 'UTC') AS hour, min(occurred_at) AS lo, max(occurred_at) AS hi
-        FROM token_usage WHERE occurred_at IS NOT NULL GROUP BY 1 ORDER BY 1
+        SELECT k.hour_utc AS hour, min(k.first_at) AS lo, max(k.last_at) AS hi
+        FROM usage_hourly k WHERE k.responses <> 0 AND isfinite(k.hour_utc) GROUP BY 1 ORDER BY 1
     LOOP
         IF cur_start IS NULL OR h.hour >= cur_start + interval '5 hours'
            OR h.lo - cur_last > interval '5 hours' THEN
-            IF cur_start IS NOT NULL THEN
-                block_start := cur_start; first_at := cur_first; last_at := cur_last;
-                RETURN NEXT;
-            END IF;
             cur_start := h.hour;
-            cur_first := h.lo;
         END IF;
         cur_last := h.hi;
-    END LOOP;
-    IF cur_start IS NOT NULL THEN
-        block_start := cur_start; first_at := cur_first; last_at := cur_last;
+        hour_utc := h.hour;
+        block_start := cur_start;
         RETURN NEXT;
-    END IF;
+    END LOOP;
 END
 $fn$;
+COMMENT ON FUNCTION usage_block_hours() IS 'Every UTC hour with usage and the start of the 5-hour block it belongs to (usage_blocks).';
 
 CREATE VIEW usage_blocks AS
-WITH b AS (SELECT * FROM usage_block_spans()), agg AS (
-    SELECT b.block_start, b.first_at, b.last_at,
-        count(c.token_usage_id) AS responses,
+WITH agg AS (
+    SELECT b.block_start, min(c.first_at) AS first_at, max(c.last_at) AS last_at,
+        sum(c.responses) AS responses,
         sum(c.input_tokens) AS input_tokens, sum(c.output_tokens) AS output_tokens,
         sum(c.cache_write_5m_tokens) AS cache_write_5m_tokens,
         sum(c.cache_write_1h_tokens) AS cache_write_1h_tokens,
         sum(c.cache_read_tokens) AS cache_read_tokens,
-        sum(c.input_tokens + c.output_tokens + c.cache_write_5m_tokens + c.cache_write_1h_tokens
-            + c.cache_read_tokens) AS total_tokens,
-        CASE WHEN bool_or(c.unpriced) THEN NULL ELSE coalesce(sum(c.cost_usd), 0) END AS cost_usd,
-        coalesce(sum(c.cost_usd), 0) AS priced_cost_usd,
+        sum(c.total_tokens) AS total_tokens,
+        CASE WHEN sum(c.unpriced_responses) > 0 THEN NULL ELSE sum(c.priced_cost_usd) END AS cost_usd,
+        sum(c.priced_cost_usd) AS priced_cost_usd,
         array_agg(DISTINCT c.model ORDER BY c.model) FILTER (WHERE c.model IS NOT NULL) AS models,
         count(DISTINCT c.claude_session_id) AS sessions
-    FROM b
-    JOIN usage_attribution c ON c.occurred_at >= b.block_start AND c.occurred_at <= b.last_at
-    GROUP BY b.block_start, b.first_at, b.last_at
+    FROM usage_block_hours() b
+    JOIN usage_rollup c ON c.hour_utc = b.hour_utc
+    GROUP BY b.block_start
 )
 SELECT block_start AS start_at, block_start + interval '5 hours' AS end_at,
     first_at AS first_response_at, last_at AS last_response_at,
@@ -238,12 +389,24 @@ CROSS JOIN LATERAL (
       AND (b.project = '' OR a.project = b.project)
 ) s;
 COMMENT ON VIEW budget_status IS 'Each budget in its current period: priced spend, fraction used, exceeded, and the spend projected to the period end at the rate so far.';
-"""
+"""  # noqa: S608 - module constants only
 
 DOWNGRADE = """
 DROP VIEW budget_status;
 DROP VIEW usage_blocks;
-DROP FUNCTION usage_block_spans();
+DROP FUNCTION usage_block_hours();
+DROP VIEW usage_rollup;
+DROP TRIGGER usage_hourly_prices_deleted ON prices;
+DROP FUNCTION usage_hourly_prices_deleted();
+DROP TRIGGER usage_hourly_prices_changed ON prices;
+DROP FUNCTION usage_hourly_prices_changed();
+DROP TRIGGER usage_hourly_delete ON token_usage;
+DROP TRIGGER usage_hourly_update ON token_usage;
+DROP TRIGGER usage_hourly_insert ON token_usage;
+DROP FUNCTION usage_hourly_delete();
+DROP FUNCTION usage_hourly_update();
+DROP FUNCTION usage_hourly_insert();
+DROP TABLE usage_hourly;
 DROP VIEW subagent_shares;
 DROP VIEW cache_savings;
 DROP VIEW session_title_costs;
@@ -251,6 +414,7 @@ DROP VIEW claude_session_titles;
 DROP VIEW branch_costs;
 DROP VIEW project_costs;
 DROP VIEW usage_attribution;
+DROP FUNCTION usage_cache_savings_usd(prices, bigint, bigint, bigint, bigint, text, text);
 DROP TABLE budget_alerts;
 DROP TABLE budgets;
 DROP TABLE project_aliases;

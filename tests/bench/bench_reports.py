@@ -1,8 +1,9 @@
 """How long `session-db report` takes over many token_usage rows (issue 14: daily under 1 s at 1M).
 
-Generates --rows responses with SQL (a year of history, 3 models, 20 project directories, 5
-branches, 1 session per 200 responses), then times each report kind through daemon.reports, the
-same code the CLI runs. Baseline in the same run: a plain `SELECT count(*) FROM token_usage`.
+Generates --rows responses with SQL (a year of history; sessions of 200 responses, each on one
+host, project directory (of 20) and branch (of 5) with its main model (of 2) and Haiku for 1 in
+10), then times each report kind through daemon.reports, the same code the CLI runs.
+Baseline in the same run: a plain `SELECT count(*) FROM token_usage`.
 
   .venv/bin/python tests/bench/bench_reports.py [--rows 1000000] [--url URL] [--repeat 3]
 
@@ -26,12 +27,13 @@ from tests.bench._common import database, emit_json, print_table  # noqa: E402
 GENERATE = """
 INSERT INTO token_usage (message_id, request_id, claude_session_id, model, input_tokens,
     output_tokens, cache_write_5m_tokens, cache_read_tokens, occurred_at, host, cwd, git_branch)
-SELECT 'bench-' || i, 'r', 'session-' || (i / 200),
-    (ARRAY['claude-sonnet-4-5-20250929', 'claude-opus-4-6', 'claude-haiku-4-5'])[1 + i %% 3],
+SELECT 'bench-' || i, 'r', 'session-' || s,
+    CASE WHEN i %% 10 = 0 THEN 'claude-haiku-4-5'
+         ELSE (ARRAY['claude-sonnet-4-5-20250929', 'claude-opus-4-6'])[1 + s %% 2] END,
     10 + i %% 500, 100 + i %% 2000, i %% 3000, 20000 + i %% 50000,
-    now() - make_interval(secs => i * %(step_s)s), 'host-' || (i %% 2),
-    '/home/dev/project-' || (i %% 20), 'branch-' || (i %% 5)
-FROM generate_series(1, %(rows)s) AS i
+    now() - make_interval(secs => i * %(step_s)s), 'host-' || (s %% 2),
+    '/home/dev/project-' || (s %% 20), 'branch-' || (s %% 5)
+FROM generate_series(1, %(rows)s) AS i, LATERAL (SELECT i / 200 AS s) k
 """
 YEAR_S = 365 * 24 * 3600
 

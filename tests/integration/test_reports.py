@@ -19,6 +19,17 @@ from tests.conftest import FIXTURES
 
 FIVE_HOURS = timedelta(hours=5)
 FAR_EAST = "Pacific/Kiritimati"  # UTC+14: moves every fixture response to another date
+HALF_HOUR = "Asia/Kolkata"  # UTC+5:30: days do not begin on a UTC hour
+ROLLUP_VS_RESPONSES = """
+SELECT 'rollup', hour_utc, claude_session_id, model, project, git_branch, sum(responses), sum(total_tokens),
+    sum(priced_cost_usd), sum(unpriced_responses), sum(cache_savings_usd), min(first_at), max(last_at)
+FROM usage_rollup GROUP BY 2, 3, 4, 5, 6
+EXCEPT
+SELECT 'rollup', date_trunc('hour', coalesce(occurred_at, '-infinity'), 'UTC'), claude_session_id, model, project,
+    git_branch, count(*), sum(total_tokens), coalesce(sum(cost_usd), 0), count(*) FILTER (WHERE unpriced),
+    coalesce(sum(cache_savings_usd), 0), min(occurred_at), max(occurred_at)
+FROM usage_attribution GROUP BY 2, 3, 4, 5, 6
+"""
 
 
 def query(url: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
@@ -88,19 +99,27 @@ def test_reports_daily_breakdown_equals_daily_costs_per_model(loaded: str) -> No
     assert len({m for _, m, *_ in expected}) > 1
 
 
-@pytest.mark.parametrize(("kind", "unit"), [("daily", "day"), ("weekly", "week"), ("monthly", "month")])
-def test_reports_periods_in_a_time_zone_equal_token_usage_costs(loaded: str, kind: str, unit: str) -> None:
-    """Days, ISO weeks and months are cut in --tz: each equals token_usage_costs grouped the same way."""
+@pytest.mark.parametrize(
+    ("kind", "unit", "zone"),
+    [("daily", "day", FAR_EAST), ("weekly", "week", FAR_EAST), ("monthly", "month", FAR_EAST),
+     ("daily", "day", HALF_HOUR)],
+)  # fmt: skip
+def test_reports_periods_in_a_time_zone_equal_token_usage_costs(
+    loaded: str, kind: str, unit: str, zone: str
+) -> None:
+    """Days, ISO weeks and months are cut in --tz (from the hourly rollup, or per response in a
+    zone with half-hour offsets): each equals token_usage_costs grouped the same way."""
     expected = query(
         loaded,
         "SELECT date_trunc(%s, occurred_at AT TIME ZONE %s)::date, count(*), sum(coalesce(cost_usd, 0))"
         " FROM token_usage_costs WHERE occurred_at IS NOT NULL GROUP BY 1 ORDER BY 1",
         unit,
-        FAR_EAST,
+        zone,
     )
-    rows = build(loaded, kind, tz=FAR_EAST)["rows"]
+    assert reports.whole_hour_zone(zone) == (zone != HALF_HOUR)
+    rows = build(loaded, kind, tz=zone)["rows"]
     assert expected == [(r["period"], r["responses"], r["priced_cost_usd"]) for r in rows]
-    if kind == "daily":
+    if zone == FAR_EAST and kind == "daily":
         utc_days = {r["period"] for r in build(loaded, "daily", tz="UTC")["rows"]}
         assert utc_days != {d for d, *_ in expected}  # the zone really moved the dates
 
@@ -324,3 +343,31 @@ def test_reports_session_title_comes_from_user_prompt_submit(loaded: str) -> Non
     )
     rows = build(loaded, "session", tz="UTC")["rows"]
     assert {"fix the parser"} == {r["title"] for r in rows if r["session"] == sid}
+
+
+def test_reports_rollup_stays_equal_to_the_responses(loaded: str) -> None:
+    """usage_hourly (via usage_rollup) equals usage_attribution grouped by hour after inserts,
+    upserts that grow a response, a re-priced model and a new unpriced model; after a delete the
+    sums still agree (first_at/last_at may stay wider: documented)."""
+    savings = "SELECT sum(cache_savings_usd) FROM usage_rollup"
+    assert [] == query(loaded, ROLLUP_VS_RESPONSES)
+    ((before,),) = query(loaded, savings)
+    with psycopg.connect(loaded) as conn:
+        conn.execute("UPDATE token_usage SET output_tokens = output_tokens + 7 WHERE id % 2 = 0")
+        conn.execute(
+            "UPDATE prices SET input_usd_per_mtok = input_usd_per_mtok + 1"
+            " WHERE model_prefix LIKE 'claude-sonnet-4-5%'"
+        )
+        conn.execute(
+            "INSERT INTO token_usage (message_id, request_id, model, input_tokens, occurred_at)"
+            " VALUES ('x1', 'r', 'claude-unknown-9', 10, now()), ('x2', 'r', NULL, 5, NULL)"
+        )
+    assert [] == query(loaded, ROLLUP_VS_RESPONSES)
+    ((after,),) = query(loaded, savings)
+    assert after > before  # the dearer input price raised the savings, in the rollup too
+    with psycopg.connect(loaded) as conn:
+        conn.execute("DELETE FROM token_usage WHERE id = (SELECT max(id) FROM token_usage WHERE cost_usd > 0)")
+    sums_only = ROLLUP_VS_RESPONSES.replace(", min(first_at), max(last_at)", "").replace(
+        ", min(occurred_at), max(occurred_at)", ""
+    )
+    assert [] == query(loaded, sums_only)
