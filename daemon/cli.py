@@ -243,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--dry-run", action="store_true", help="print the unit, write nothing")
 
     _add_report_parsers(sub)
+    tp = sub.add_parser(
+        "top",
+        help="live view: running Claude sessions, subagents, tools, cost, burn rate, events/s, backlog",
+        description="Refreshes every second; q or Ctrl-C quits. When stdout is not a terminal it prints "
+        "plain lines, one block per refresh.",
+    )
+    tp.add_argument("--once", action="store_true", help="print one snapshot as plain lines and exit")
     pj = sub.add_parser("projects", help="count several directories (on any host) as one project")
     pjsub = pj.add_subparsers(dest="projects_command", metavar="ACTION")
     pjsub.add_parser("list", help="every alias (default)")
@@ -754,6 +761,14 @@ def cmd_report(settings: config.Settings, args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_top(settings: config.Settings, args: argparse.Namespace) -> int:
+    from daemon import live_view
+
+    with migrated_sink(settings) as sink:
+        sampler = live_view.Sampler(sink.connection())
+        return live_view.run(sampler.take, sys.stdout, once=args.once)
+
+
 def cmd_projects(settings: config.Settings, args: argparse.Namespace) -> int:
     from daemon import projects
 
@@ -911,5 +926,6 @@ COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "roles": cmd_roles,
     "report": cmd_report,
     "projects": cmd_projects,
+    "top": cmd_top,
     "budget": cmd_budget,
 }

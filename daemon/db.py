@@ -824,3 +824,36 @@ SELECT b.id, b.period, b.project, b.limit_usd, b.tz, ins.period_start, ins.spent
 FROM ins JOIN budgets b ON b.id = ins.budget_id
 ORDER BY b.id
 """
+
+# `session-db top` (daemon/live_view.py): Claude sessions seen within %(window_s)s seconds and not
+# ended, each with its subagents, the tool it runs now (a PreToolUse of the last day with no
+# PostToolUse/PostToolUseFailure yet) and its priced cost so far (usage_hourly).
+TOP_AGENTS = """
+WITH live AS (
+    SELECT sdk_session_id FROM agents
+    WHERE claude_agent_id IS NULL AND sdk_session_id IS NOT NULL
+      AND status NOT IN ('complete', 'failed')
+      AND last_event_at > now() - make_interval(secs => %(window_s)s)
+)
+SELECT a.sdk_session_id, a.claude_agent_id, a.agent_type, a.model, a.status, a.host, a.cwd,
+    a.started_at, a.last_event_at, t.tool_name, now() - t.occurred_at AS tool_running_for,
+    coalesce(c.cost, 0) AS cost_usd
+FROM agents a
+JOIN live USING (sdk_session_id)
+LEFT JOIN LATERAL (
+    SELECT p.tool_name, p.occurred_at FROM agent_logs p
+    WHERE p.claude_session_id = a.sdk_session_id
+      AND p.claude_agent_id IS NOT DISTINCT FROM a.claude_agent_id
+      AND p.event_type = 'PreToolUse' AND p.occurred_at > now() - interval '1 day'
+      AND NOT EXISTS (
+          SELECT 1 FROM agent_logs q
+          WHERE q.claude_session_id = p.claude_session_id AND q.tool_use_id = p.tool_use_id
+            AND q.event_type IN ('PostToolUse', 'PostToolUseFailure'))
+    ORDER BY p.occurred_at DESC LIMIT 1
+) t ON true
+LEFT JOIN LATERAL (
+    SELECT sum(h.priced_cost_usd) AS cost FROM usage_hourly h
+    WHERE h.claude_session_id = a.sdk_session_id AND h.agent_id = a.id
+) c ON true
+ORDER BY a.started_at NULLS LAST, a.sdk_session_id, a.claude_agent_id NULLS FIRST
+"""
