@@ -559,24 +559,22 @@ ON CONFLICT (claude_session_id, model) DO UPDATE SET
 # (model, its price key, unpriced responses, sessions that differ, largest |difference|, reasons).
 SELECT_PRICE_DRIFT = """
 WITH unpriced AS (
-    SELECT nullif(model, '') AS model, sum(responses)::bigint AS responses,
-        sum(unpriced_responses)::bigint AS unpriced_responses
+    SELECT model AS k, sum(unpriced_responses)::bigint AS unpriced_responses
     FROM token_usage_hourly
     GROUP BY 1
     HAVING sum(unpriced_responses) > 0
 ), differs AS (
-    SELECT model, count(*) AS sessions, max(abs(difference_usd)) AS max_difference_usd,
+    SELECT coalesce(model, '') AS k, count(*) AS sessions, max(abs(difference_usd)) AS max_difference_usd,
         array_agg(DISTINCT reason) FILTER (WHERE reason IS NOT NULL) AS reasons
     FROM cost_check
-    WHERE difference_usd IS NOT NULL
-    GROUP BY model
+    GROUP BY 1
 )
-SELECT coalesce(u.model, d.model) AS model, model_price_key(coalesce(u.model, d.model)) AS price_key,
+SELECT nullif(k, '') AS model, model_price_key(nullif(k, '')) AS price_key,
     coalesce(u.unpriced_responses, 0) AS unpriced_responses,
     coalesce(d.sessions, 0) AS sessions_differing, d.max_difference_usd,
     coalesce(d.reasons, '{}') AS reasons
 FROM unpriced u
-FULL JOIN differs d ON d.model IS NOT DISTINCT FROM u.model
+FULL JOIN differs d USING (k)
 ORDER BY 1 NULLS FIRST
 """
 

@@ -151,7 +151,6 @@ def price_findings(settings: config.Settings) -> list[Finding]:
     if not settings.url:
         return []
     from daemon import migrations, price_drift
-    from daemon.config import LOCK_TIMEOUT_MS
 
     try:
         state = migrations.schema_state(settings.url)
@@ -161,7 +160,7 @@ def price_findings(settings: config.Settings) -> list[Finding]:
             settings.url,
             connect_timeout_s=settings.connect_timeout_s,
             statement_timeout_ms=settings.statement_timeout_ms,
-            lock_timeout_ms=LOCK_TIMEOUT_MS,
+            lock_timeout_ms=config.LOCK_TIMEOUT_MS,
         ) as conn:
             drifts = price_drift.find(conn)
     except Exception as exc:  # noqa: BLE001 - doctor reports, it does not fail on the database

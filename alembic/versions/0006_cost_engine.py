@@ -112,12 +112,19 @@ RETURN regexp_replace(model_id_base(model), '-[0-9]{8}$', '');
 COMMENT ON FUNCTION model_price_key(text) IS 'model_id_base without a trailing -YYYYMMDD date: the key a seeded price row carries.';
 
 CREATE FUNCTION price_for(model text, at timestamptz) RETURNS prices
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT p.* FROM prices p
-    WHERE p.model_prefix IN (model_id_base(model), model_price_key(model))
-      AND p.effective_from <= at
-    ORDER BY p.model_prefix = model_id_base(model) DESC, p.effective_from DESC
-    LIMIT 1
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+DECLARE
+    base text := model_id_base(model);
+    key text := regexp_replace(base, '-[0-9]{8}$', '');
+    found prices;
+BEGIN
+    -- The two candidate keys are computed once, so the lookup is one index probe per key.
+    SELECT p.* INTO found FROM prices p
+    WHERE p.model_prefix IN (base, key) AND p.effective_from <= at
+    ORDER BY p.model_prefix = base DESC, p.effective_from DESC
+    LIMIT 1;
+    RETURN found;
+END
 $$;
 COMMENT ON FUNCTION price_for(text, timestamptz) IS 'The price row of a model at a time: model_prefix equal to model_id_base (preferred) or model_price_key, latest effective_from not after it. Every cost goes through it.';
 
@@ -288,10 +295,13 @@ CREATE TRIGGER token_usage_hourly_delete AFTER DELETE ON token_usage
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION token_usage_hourly_delete();
 
 -- A price row added, changed or removed re-prices every response its key (old or new) can match.
+-- The models to re-price come from the rollup (every model stored, a small table).
 CREATE FUNCTION prices_reprice(keys text[]) RETURNS void LANGUAGE sql AS $$
     UPDATE token_usage SET cost_usd = NULL
-    WHERE model IS NOT NULL
-      AND (model_price_key(model) = ANY (keys) OR model_id_base(model) = ANY (keys));
+    WHERE model = ANY (ARRAY(
+        SELECT DISTINCT h.model FROM token_usage_hourly h
+        WHERE h.model <> '' AND (model_price_key(h.model) = ANY (keys) OR model_id_base(h.model) = ANY (keys))
+    ));
 $$;
 CREATE FUNCTION prices_changed_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -365,48 +375,60 @@ COMMENT ON VIEW agent_costs IS 'Tokens and cost per agents row (a Claude Code se
 
 CREATE OR REPLACE VIEW claude_session_costs AS
 SELECT s.claude_session_id,
-    CASE WHEN u.unpriced_responses > 0 THEN NULL ELSE u.priced_cost_usd END AS cost_usd,
-    u.priced_cost_usd, u.unpriced_responses, u.responses, u.subagents, u.input_tokens,
-    u.output_tokens, u.cache_write_5m_tokens, u.cache_write_1h_tokens, u.cache_read_tokens,
-    e.events,
+    CASE WHEN coalesce(u.unpriced_responses, 0) > 0 THEN NULL ELSE coalesce(u.priced_cost_usd, 0) END
+        AS cost_usd,
+    coalesce(u.priced_cost_usd, 0) AS priced_cost_usd,
+    coalesce(u.unpriced_responses, 0) AS unpriced_responses,
+    coalesce(u.responses, 0) AS responses,
+    coalesce(u.subagents, 0) AS subagents,
+    coalesce(u.input_tokens, 0) AS input_tokens,
+    coalesce(u.output_tokens, 0) AS output_tokens,
+    coalesce(u.cache_write_5m_tokens, 0) AS cache_write_5m_tokens,
+    coalesce(u.cache_write_1h_tokens, 0) AS cache_write_1h_tokens,
+    coalesce(u.cache_read_tokens, 0) AS cache_read_tokens,
+    coalesce(e.events, 0) AS events,
     least(u.first_response_at, e.first_event_at) AS first_activity_at,
     greatest(u.last_response_at, e.last_event_at) AS last_activity_at,
     cs.total_cost_usd AS cli_cost_usd,
     ti.session_title
 FROM (
+    -- Every session once; a filter on claude_session_id reaches each branch's index, and the
+    -- equality joins below carry it into each aggregate (no FULL JOIN, no coalesce key).
     SELECT claude_session_id FROM token_usage WHERE claude_session_id IS NOT NULL
     UNION
     SELECT claude_session_id FROM agent_logs WHERE claude_session_id IS NOT NULL
+    UNION
+    SELECT claude_session_id FROM cost_states
 ) s
-CROSS JOIN LATERAL (
-    SELECT count(*) AS responses,
+LEFT JOIN (
+    SELECT t.claude_session_id,
+        count(*) AS responses,
         count(DISTINCT t.claude_agent_id) AS subagents,
-        coalesce(sum(t.input_tokens), 0) AS input_tokens,
-        coalesce(sum(t.output_tokens), 0) AS output_tokens,
-        coalesce(sum(t.cache_write_5m_tokens), 0) AS cache_write_5m_tokens,
-        coalesce(sum(t.cache_write_1h_tokens), 0) AS cache_write_1h_tokens,
-        coalesce(sum(t.cache_read_tokens), 0) AS cache_read_tokens,
-        coalesce(sum(t.cost_usd), 0) AS priced_cost_usd,
+        sum(t.input_tokens) AS input_tokens,
+        sum(t.output_tokens) AS output_tokens,
+        sum(t.cache_write_5m_tokens) AS cache_write_5m_tokens,
+        sum(t.cache_write_1h_tokens) AS cache_write_1h_tokens,
+        sum(t.cache_read_tokens) AS cache_read_tokens,
+        sum(t.cost_usd) AS priced_cost_usd,
         count(*) FILTER (WHERE t.price_id IS NULL) AS unpriced_responses,
         min(t.occurred_at) AS first_response_at,
         max(t.occurred_at) AS last_response_at
     FROM token_usage t
-    WHERE t.claude_session_id = s.claude_session_id
-) u
-CROSS JOIN LATERAL (
-    SELECT count(*) AS events, min(l.occurred_at) AS first_event_at, max(l.occurred_at) AS last_event_at
+    GROUP BY t.claude_session_id
+) u ON u.claude_session_id = s.claude_session_id
+LEFT JOIN (
+    SELECT l.claude_session_id, count(*) AS events, min(l.occurred_at) AS first_event_at,
+        max(l.occurred_at) AS last_event_at
     FROM agent_logs l
-    WHERE l.claude_session_id = s.claude_session_id
-) e
+    GROUP BY l.claude_session_id
+) e ON e.claude_session_id = s.claude_session_id
 LEFT JOIN cost_states cs ON cs.claude_session_id = s.claude_session_id
-LEFT JOIN LATERAL (
-    SELECT l.payload ->> 'session_title' AS session_title
+LEFT JOIN (
+    SELECT DISTINCT ON (l.claude_session_id) l.claude_session_id, l.payload ->> 'session_title' AS session_title
     FROM agent_logs l
-    WHERE l.claude_session_id = s.claude_session_id AND l.event_type = 'UserPromptSubmit'
-      AND l.payload ? 'session_title'
-    ORDER BY l.occurred_at DESC
-    LIMIT 1
-) ti ON true;
+    WHERE l.event_type = 'UserPromptSubmit' AND l.payload ? 'session_title'
+    ORDER BY l.claude_session_id, l.occurred_at DESC
+) ti ON ti.claude_session_id = s.claude_session_id;
 COMMENT ON VIEW claude_session_costs IS 'Per Claude Code session (main thread and subagents): computed cost, Claude Code''s own figure (cli_cost_usd, from its latest cost-state line), token totals, first and last activity, session title.';
 COMMENT ON COLUMN claude_session_costs.cli_cost_usd IS 'totalCostUSD of the session''s latest cost-state transcript line (cost_states); NULL when none was read.';
 COMMENT ON COLUMN claude_session_costs.session_title IS 'session_title of the latest UserPromptSubmit event of the session that carries one.';

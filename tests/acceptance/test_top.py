@@ -101,12 +101,17 @@ def test_top_prints_plain_lines_when_stdout_is_not_a_terminal(
     daemon = start_daemon()
     daemon.wait_logged("database_up")
     sid = start_session(env, tmp_path)
-    wait_for(lambda: env.rows(f"SELECT count(*) FROM agents WHERE sdk_session_id = '{sid}'"), what="agent row")
-    done = subprocess.run(
-        [sys.executable, "-m", "daemon", "top", "--once"],
-        env=env.vars(), capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert 0 == done.returncode, done.stderr[-2000:]
+
+    def once() -> subprocess.CompletedProcess[str] | None:
+        done = subprocess.run(
+            [sys.executable, "-m", "daemon", "top", "--once"],
+            env=env.vars(), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert 0 == done.returncode, done.stderr[-2000:]
+        return done if sid[:8] in done.stdout else None
+
+    done = wait_for(once, what="the session in top --once")
+    assert isinstance(done, subprocess.CompletedProcess)
     assert "\x1b" not in done.stdout
     (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith(sid[:8])]
     assert "main" in line
