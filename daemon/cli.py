@@ -317,6 +317,14 @@ def _add_report_parsers(sub: Any) -> None:
             k.add_argument("--active", action="store_true", help="only the active block, with its burn rate")
         if kind == "projects":
             k.add_argument("--branches", action="store_true", help="one row per git branch")
+    hp = rsub.add_parser(
+        "html",
+        parents=[common],
+        help="one self-contained HTML page of charts (works offline)",
+        description="Cost per day by model, usage blocks, tool p50/p95 durations, the most expensive sessions "
+        "and cost by project and branch, with plotly.js embedded (needs the plotly package: session-db[charts]).",
+    )
+    hp.add_argument("file", type=Path, metavar="FILE", help="where to write the page")
 
 
 def _date(text: str) -> Any:
@@ -749,6 +757,13 @@ def cmd_report(settings: config.Settings, args: argparse.Namespace) -> int:
         branches=getattr(args, "branches", False),
         active=getattr(args, "active", False),
     )
+    if args.report_kind == "html":
+        from daemon import html_report
+
+        with migrated_sink(settings) as sink:
+            size = html_report.write(sink.connection(), f, args.file)
+        print(f"wrote {args.file} ({size:,} bytes)")
+        return EX_OK
     with migrated_sink(settings) as sink:
         report = reports.build(sink.connection(), args.report_kind, f)
     if args.json:

@@ -855,3 +855,9 @@ LEFT JOIN LATERAL (
 ) c ON true
 ORDER BY a.started_at NULLS LAST, a.sdk_session_id, a.claude_agent_id NULLS FIRST
 """
+
+# `session-db report html` (daemon/html_report.py): tool durations (tool_stats, 0003).
+SELECT_TOOL_STATS = """
+SELECT tool_name, calls, p50_ms, p95_ms FROM tool_stats
+WHERE p50_ms IS NOT NULL ORDER BY p95_ms DESC, tool_name
+"""
