@@ -16,6 +16,7 @@ import csv
 import io
 import os
 import shutil
+import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -33,6 +34,7 @@ REPORT_SCHEMA_VERSION = 1
 PERIOD_UNITS = {"daily": "day", "weekly": "week", "monthly": "month"}
 KINDS = (*PERIOD_UNITS, "session", "blocks", "projects", "models")
 DEFAULT_TERMINAL_COLUMNS = 100  # characters, when stdout is not a terminal
+MIN_NOTE_WIDTH = 40  # characters: the note on hidden columns wraps at the width, not below this
 COST_DECIMALS = 6  # USD digits kept in JSON and CSV
 ZONEINFO_MARKER = "zoneinfo/"
 FALLBACK_TZ = "UTC"
@@ -311,7 +313,8 @@ def render_table(report: dict[str, Any], width: int | None = None) -> str:
         dropped = [TABLE_COLUMNS.get(columns[i], (columns[i], 9))[0]
                    for i in range(len(columns)) if i not in keep]  # fmt: skip
         if dropped:
-            lines.append(f"(not shown, too narrow: {', '.join(dropped)}; --json or --csv has them)")
+            note = f"(not shown, too narrow: {', '.join(dropped)}; --json or --csv has them)"
+            lines += textwrap.wrap(note, width=max(width, MIN_NOTE_WIDTH))
     lines += budget_lines(report["budgets"])
     return "\n".join(lines) + "\n"
 
