@@ -53,6 +53,7 @@ VIEWS = (
 WRITER_GRANTS = {
     "agent_logs": "INSERT, UPDATE (session_id)",  # update: back-filled workflow links only
     "agents": "INSERT, UPDATE",
+    "budget_alerts": "INSERT",  # reports: budget_exceeded, once per budget and period
     "cost_state_models": "INSERT, UPDATE",  # cost engine: Claude Code's cost-state lines
     "cost_states": "INSERT, UPDATE",
     "daemon_heartbeats": "INSERT, UPDATE",
@@ -60,6 +61,7 @@ WRITER_GRANTS = {
     "token_usage": "INSERT, UPDATE",
     "token_usage_hourly": "INSERT, UPDATE",  # cost engine: its triggers run as the writer
     "transcript_files": "INSERT, UPDATE",
+    "usage_hourly": "INSERT, UPDATE",  # reports: its triggers on token_usage run as the writer
     "watch_roots": "INSERT",
 }
 

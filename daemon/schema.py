@@ -502,4 +502,5 @@ WRITTEN_TABLES = (
     daemon_heartbeats,
     cost_states,
     cost_state_models,
+    budget_alerts,  # reports: the daemon's budget check
 )

@@ -3,7 +3,7 @@
 The fixture sessions (main, perm, extras, tui) are ingested through the spool and their
 transcripts; the `main` session stops after its subagent started (events 01-20), so it is still
 running; then every response is moved in time so that the last one was 12 minutes ago (so there
-is an active 5-hour block). Outputs: report daily, report blocks --active, top --once.
+is an active 5-hour block). Outputs: budget set, report daily (table and JSON), report blocks --active, top --once.
 
   .venv/bin/python tests/support/docs_samples.py [--url URL]   (default: a private cluster)
 """
@@ -34,7 +34,9 @@ UPDATE token_usage SET occurred_at = occurred_at
     + (now() - interval '12 minutes' - (SELECT max(occurred_at) FROM token_usage))
 """
 COMMANDS = (
+    ("budget", "set", "--daily", "5", "--tz", "Europe/Berlin"),
     ("report", "daily", "--tz", "Europe/Berlin"),
+    ("report", "daily", "--tz", "Europe/Berlin", "--json"),
     ("report", "blocks", "--active", "--tz", "Europe/Berlin"),
     ("top", "--once"),
 )
