@@ -47,6 +47,17 @@ VIEWS = (
     "tool_calls",
     "tool_stats",
     "turns",
+    # reports (alembic 0009)
+    "branch_costs",
+    "budget_status",
+    "cache_savings",
+    "claude_session_titles",
+    "project_costs",
+    "session_title_costs",
+    "subagent_shares",
+    "usage_attribution",
+    "usage_blocks",
+    "usage_rollup",
 )
 
 # What the daemon writes, beyond SELECT on everything (daemon/db.py). Nothing is ever deleted.
@@ -64,6 +75,8 @@ WRITER_GRANTS = {
     "usage_hourly": "INSERT, UPDATE",  # reports: its triggers on token_usage run as the writer
     "watch_roots": "INSERT",
 }
+# Written only by triggers on the tables above (no statement in daemon/db.py names them).
+TRIGGER_WRITTEN = frozenset({"usage_hourly"})
 
 
 def tables() -> tuple[str, ...]:
