@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fields you leave out are copied from the prefix's latest row. USD per million tokens.",
     )
     ps_set.add_argument(
-        "model_prefix", help="e.g. claude-sonnet-4-5 (the longest matching prefix wins)"
+        "model_prefix", help="e.g. claude-sonnet-4-5 (prices that id, its dated and provider forms)"
     )
     for flag, col in (
         ("--input", "input_usd_per_mtok"),

@@ -51,7 +51,11 @@ def render(rows: list[dict[str, Any]]) -> str:
         for row in table
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines) + "\nUSD per million tokens; the longest matching model prefix wins.\n"
+    return (
+        "\n".join(lines)
+        + "\nUSD per million tokens; a key prices the model id equal to it, and its dated and"
+        " provider forms (docs/costs.md).\n"
+    )
 
 
 def set_price(

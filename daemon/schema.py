@@ -310,8 +310,9 @@ prices = sa.Table(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.UniqueConstraint("model_prefix", "effective_from", name="prices_model_prefix_effective_key"),
-    comment="USD per million tokens by model prefix (longest prefix wins) from effective_from on. "
-    "Costs are computed from it in views, so a correction re-prices history.",
+    comment="USD per million tokens by model key (model_prefix: matched by identity, see price_for) "
+    "from effective_from on. Costs are stored per response by triggers, and a change here re-prices "
+    "history.",
 )
 
 # --- cost engine (0006) ---------------------------------------------------------------------

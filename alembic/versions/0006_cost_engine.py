@@ -153,6 +153,7 @@ COMMENT ON FUNCTION usage_cost_usd(prices, bigint, bigint, bigint, bigint, bigin
 
 TABLES = """
 ALTER TABLE token_usage ADD COLUMN price_id bigint, ADD COLUMN cost_usd numeric;
+COMMENT ON TABLE prices IS 'USD per million tokens by model key (model_prefix: matched by identity, see price_for) from effective_from on. Costs are stored per response by triggers, and a change here re-prices history.';
 COMMENT ON COLUMN token_usage.price_id IS 'prices.id resolved by price_for at write time (trigger); NULL: unpriced.';
 COMMENT ON COLUMN token_usage.cost_usd IS 'USD at price_id (usage_cost_usd), kept current by triggers on token_usage and prices.';
 CREATE INDEX token_usage_session_model_idx ON token_usage (claude_session_id, model);
@@ -580,6 +581,7 @@ DROP FUNCTION usage_cost_usd(prices, bigint, bigint, bigint, bigint, bigint, big
 DROP FUNCTION price_for(text, timestamptz);
 DROP FUNCTION model_price_key(text);
 DROP FUNCTION model_id_base(text);
+COMMENT ON TABLE prices IS 'USD per million tokens by model prefix (longest prefix wins) from effective_from on. Costs are computed from it in views, so a correction re-prices history.';
 """
 
 

@@ -14,3 +14,5 @@ echo "== bench_rss (3 files of 1 MiB per scenario, 2 of 2 MiB)"
 "$py" tests/bench/bench_rss.py --files 3 --huge-mb 2
 echo "== bench_idle (3 s)"
 "$py" tests/bench/bench_idle.py --seconds 3 --settle-s 1
+echo "== bench_views (20k responses, 50k events)"
+"$py" tests/bench/bench_views.py --responses 20000 --events 50000 --repeat 3

@@ -421,3 +421,21 @@ def test_session_title_and_unpriced_columns(db_url: str) -> None:
         db_url,
         "SELECT unpriced_responses, cost_usd FROM daily_costs WHERE model = 'claude-future-1'",
     )
+
+
+def test_cost_check_reason_resumed(
+    reader: TranscriptReader, copies: Path, db_url: str, sink: PostgresSink
+) -> None:
+    """A differing session that was resumed (SessionStart source 'resume') carries reason 'resumed'."""
+    load(reader, copies / "expand")
+    sid, _ = SCENARIOS["expand"]
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO agent_logs (event_uid, host, claude_session_id, event_category, event_type,"
+            " occurred_at, payload) VALUES ('r1', 'h', %s, 'hook', 'SessionStart', now(), %s)",
+            (sid, orjson.dumps({"source": "resume"}).decode()),
+        )
+    assert [] == query(db_url, "SELECT * FROM cost_check")
+    prices.set_price(sink.connection(), "claude-sonnet-4-5", {"output_usd_per_mtok": Decimal(16)},
+                     datetime(2026, 1, 1, tzinfo=UTC), "planted")  # fmt: skip
+    assert [(sid, "resumed")] == query(db_url, "SELECT claude_session_id, reason FROM cost_check")
