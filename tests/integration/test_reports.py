@@ -371,3 +371,12 @@ def test_reports_rollup_stays_equal_to_the_responses(loaded: str) -> None:
         ", min(occurred_at), max(occurred_at)", ""
     )
     assert [] == query(loaded, sums_only)
+
+
+def test_reports_host_filter_keeps_that_hosts_usage(loaded: str) -> None:
+    """--host keeps only responses read on that host, in the rollup and per-response paths alike."""
+    ((n,),) = query(loaded, "SELECT count(*) FROM token_usage WHERE host = 'test-host'")
+    assert n > 0
+    for zone in ("UTC", HALF_HOUR):
+        assert n == build(loaded, "daily", tz=zone, host="test-host")["totals"]["responses"]
+        assert [] == build(loaded, "models", tz=zone, host="elsewhere")["rows"]
