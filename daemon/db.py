@@ -408,7 +408,8 @@ CREATE TEMPORARY TABLE IF NOT EXISTS ingest_usage (
     model text, input_tokens bigint, output_tokens bigint, cache_write_5m_tokens bigint,
     cache_write_1h_tokens bigint, cache_read_tokens bigint, web_search_requests bigint,
     web_fetch_requests bigint, speed text, service_tier text, inference_geo text,
-    occurred_at timestamptz, is_sidechain boolean, host text, transcript_path text
+    occurred_at timestamptz, is_sidechain boolean, host text, transcript_path text,
+    cwd text, git_branch text
 ) ON COMMIT DELETE ROWS
 """
 
@@ -416,7 +417,7 @@ COPY_USAGE = """
 COPY ingest_usage (message_id, request_id, claude_session_id, claude_agent_id, prompt_id, model,
     input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens,
     web_search_requests, web_fetch_requests, speed, service_tier, inference_geo, occurred_at,
-    is_sidechain, host, transcript_path) FROM STDIN
+    is_sidechain, host, transcript_path, cwd, git_branch) FROM STDIN
 """
 
 # The model an agent used, from its responses, where no event or state.json named one:
@@ -434,11 +435,11 @@ UPSERT_USAGE = """
 INSERT INTO token_usage AS t (message_id, request_id, claude_session_id, claude_agent_id, agent_id,
     prompt_id, model, input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
     cache_read_tokens, web_search_requests, web_fetch_requests, speed, service_tier, inference_geo,
-    occurred_at, is_sidechain, host, transcript_path)
+    occurred_at, is_sidechain, host, transcript_path, cwd, git_branch)
 SELECT i.message_id, i.request_id, i.claude_session_id, i.claude_agent_id, a.id, i.prompt_id, i.model,
     i.input_tokens, i.output_tokens, i.cache_write_5m_tokens, i.cache_write_1h_tokens,
     i.cache_read_tokens, i.web_search_requests, i.web_fetch_requests, i.speed, i.service_tier,
-    i.inference_geo, i.occurred_at, i.is_sidechain, i.host, i.transcript_path
+    i.inference_geo, i.occurred_at, i.is_sidechain, i.host, i.transcript_path, i.cwd, i.git_branch
 FROM ingest_usage i
 LEFT JOIN agents a
     ON a.sdk_session_id = i.claude_session_id
@@ -456,6 +457,8 @@ ON CONFLICT (message_id, request_id) DO UPDATE SET
     speed = coalesce(t.speed, EXCLUDED.speed),
     service_tier = coalesce(t.service_tier, EXCLUDED.service_tier),
     inference_geo = coalesce(t.inference_geo, EXCLUDED.inference_geo),
+    cwd = coalesce(t.cwd, EXCLUDED.cwd),
+    git_branch = coalesce(t.git_branch, EXCLUDED.git_branch),
     occurred_at = least(t.occurred_at, EXCLUDED.occurred_at),
     claude_session_id = CASE WHEN t.is_sidechain AND NOT EXCLUDED.is_sidechain
                              THEN EXCLUDED.claude_session_id ELSE t.claude_session_id END,
@@ -477,6 +480,7 @@ WHERE EXCLUDED.input_tokens > t.input_tokens OR EXCLUDED.output_tokens > t.outpu
    OR (t.agent_id IS NULL AND EXCLUDED.agent_id IS NOT NULL)
    OR (t.model IS NULL AND EXCLUDED.model IS NOT NULL)
    OR (t.prompt_id IS NULL AND EXCLUDED.prompt_id IS NOT NULL)
+   OR (t.cwd IS NULL AND EXCLUDED.cwd IS NOT NULL)
 RETURNING (xmax = 0) AS inserted
 """
 
@@ -817,3 +821,191 @@ FROM conversation_turns WHERE claude_session_id = %s
 
 SELECT_DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %s"
 CREATE_DATABASE = sql.SQL("CREATE DATABASE {}")
+
+# --- reports (daemon/reports.py, budgets.py, alembic 0009) ----------------------------------
+# Every report reads the views (usage_attribution, usage_blocks, budget_status), so psql users
+# see the same numbers. Filters: since/until are dates in zone tz (until inclusive); NULL means
+# no bound. group_a/group_b name what a row is keyed by (see reports.py).
+
+# A report reads usage_rollup (hourly, fast) when the zone's offsets are whole hours, else
+# usage_attribution (per response); both are shaped alike here, so sums over either agree.
+REPORT_SOURCES = {
+    "rollup": """(SELECT hour_utc AS at, claude_session_id, model, host, project, git_branch,
+    responses, input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+    cache_read_tokens, total_tokens, priced_cost_usd, unpriced_responses, cache_savings_usd,
+    first_at, last_at
+    FROM usage_rollup WHERE isfinite(hour_utc)) u""",
+    "responses": """(SELECT occurred_at AS at, claude_session_id, model, host, project, git_branch,
+    1 AS responses, input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+    cache_read_tokens, total_tokens, coalesce(cost_usd, 0) AS priced_cost_usd,
+    unpriced::int AS unpriced_responses, coalesce(cache_savings_usd, 0) AS cache_savings_usd,
+    occurred_at AS first_at, occurred_at AS last_at
+    FROM usage_attribution WHERE occurred_at IS NOT NULL) u""",
+}
+
+_REPORT_FILTER = """
+WHERE (%(since)s::date IS NULL OR at >= (%(since)s::date::timestamp AT TIME ZONE %(tz)s))
+  AND (%(until)s::date IS NULL OR at < ((%(until)s::date + 1)::timestamp AT TIME ZONE %(tz)s))
+  AND (%(project)s::text IS NULL OR project = %(project)s)
+  AND (%(host)s::text IS NULL OR host = %(host)s)
+"""
+
+_REPORT_SUMS = """
+    sum(responses)::bigint AS responses,
+    count(DISTINCT claude_session_id) AS sessions,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(cache_write_5m_tokens + cache_write_1h_tokens) AS cache_write_tokens,
+    sum(cache_read_tokens) AS cache_read_tokens,
+    sum(total_tokens) AS total_tokens,
+    CASE WHEN sum(unpriced_responses) > 0 THEN NULL ELSE sum(priced_cost_usd) END AS cost_usd,
+    sum(priced_cost_usd) AS priced_cost_usd,
+    sum(cache_savings_usd) AS cache_savings_usd
+"""
+
+# daily / weekly / monthly: unit is 'day', 'week' (ISO, from Monday) or 'month'.
+_REPORT_PERIODS = (
+    """
+SELECT date_trunc(%(unit)s, at AT TIME ZONE %(tz)s)::date AS period,
+    CASE WHEN %(breakdown)s THEN coalesce(model, '(unknown)') END AS model,"""
+    + _REPORT_SUMS
+    + "FROM {source}"
+    + _REPORT_FILTER
+    + "GROUP BY 1, 2 ORDER BY 1, 2"
+)
+
+_REPORT_SESSIONS = (
+    """
+SELECT u.claude_session_id AS session, min(t.title) AS title, min(u.project) AS project,
+    min(u.first_at) AS first_response_at, max(u.last_at) AS last_response_at,
+    CASE WHEN %(breakdown)s THEN coalesce(u.model, '(unknown)') END AS model,"""
+    + _REPORT_SUMS
+    + """FROM {source}
+LEFT JOIN claude_session_titles t USING (claude_session_id)"""
+    + _REPORT_FILTER
+    + "GROUP BY u.claude_session_id, 6 ORDER BY max(u.last_at), 1, 6"
+)
+
+_REPORT_PROJECTS = (
+    """
+SELECT coalesce(project, '(unknown)') AS project,
+    CASE WHEN %(branches)s THEN coalesce(git_branch, '(none)') END AS git_branch,
+    CASE WHEN %(breakdown)s THEN coalesce(model, '(unknown)') END AS model,"""
+    + _REPORT_SUMS
+    + "FROM {source}"
+    + _REPORT_FILTER
+    + "GROUP BY 1, 2, 3 ORDER BY sum(priced_cost_usd) DESC, 1, 2, 3"
+)
+
+_REPORT_MODELS = (
+    """
+SELECT coalesce(model, '(unknown)') AS model,"""
+    + _REPORT_SUMS
+    + "FROM {source}"
+    + _REPORT_FILTER
+    + "GROUP BY 1 ORDER BY sum(priced_cost_usd) DESC, 1"
+)
+
+# (kind, source) -> statement; kind is 'periods', 'session', 'projects' or 'models'.
+REPORT_QUERIES = {
+    (kind, name): template.replace("{source}", source)
+    for kind, template in (
+        ("periods", _REPORT_PERIODS),
+        ("session", _REPORT_SESSIONS),
+        ("projects", _REPORT_PROJECTS),
+        ("models", _REPORT_MODELS),
+    )
+    for name, source in REPORT_SOURCES.items()
+}
+
+REPORT_BLOCKS = """
+SELECT start_at, end_at, first_response_at, last_response_at, active, responses, sessions,
+    input_tokens, output_tokens, cache_write_5m_tokens + cache_write_1h_tokens AS cache_write_tokens,
+    cache_read_tokens, total_tokens, cost_usd, priced_cost_usd, models, tokens_per_minute,
+    usd_per_hour, remaining_minutes, projected_tokens, projected_cost_usd
+FROM usage_blocks
+WHERE (%(since)s::date IS NULL OR end_at > (%(since)s::date::timestamp AT TIME ZONE %(tz)s))
+  AND (%(until)s::date IS NULL OR start_at < ((%(until)s::date + 1)::timestamp AT TIME ZONE %(tz)s))
+  AND (NOT %(active)s OR active)
+ORDER BY start_at
+"""
+
+SELECT_BUDGET_STATUS = """
+SELECT budget_id, period, project, limit_usd, tz, period_start, period_end, spent_usd,
+    used_fraction, exceeded, projected_usd
+FROM budget_status
+WHERE %(project)s::text IS NULL OR project IN ('', %(project)s)
+ORDER BY period, project
+"""
+
+CHECK_TIME_ZONE = "SELECT now() AT TIME ZONE %s"
+
+UPSERT_PROJECT_ALIAS = """
+INSERT INTO project_aliases (path, name) VALUES (%s, %s)
+ON CONFLICT (path) DO UPDATE SET name = EXCLUDED.name
+"""
+DELETE_PROJECT_ALIAS = "DELETE FROM project_aliases WHERE path = %s"
+SELECT_PROJECT_ALIASES = """
+SELECT a.name, a.path, count(u.id) AS responses
+FROM project_aliases a LEFT JOIN token_usage u ON u.cwd = a.path
+GROUP BY a.name, a.path ORDER BY a.name, a.path
+"""
+
+UPSERT_BUDGET = """
+INSERT INTO budgets (period, project, limit_usd, tz) VALUES (%s, %s, %s, %s)
+ON CONFLICT (period, project) DO UPDATE SET limit_usd = EXCLUDED.limit_usd, tz = EXCLUDED.tz
+"""
+DELETE_BUDGET = "DELETE FROM budgets WHERE period = %s AND project = %s"
+
+# Budgets over their limit in the current period that were not reported yet: the row makes the
+# warning happen once per budget and period, whichever daemon (host) sees it first.
+INSERT_BUDGET_ALERTS = """
+WITH ins AS (
+    INSERT INTO budget_alerts (budget_id, period_start, spent_usd)
+    SELECT budget_id, period_start, spent_usd FROM budget_status WHERE exceeded
+    ON CONFLICT (budget_id, period_start) DO NOTHING
+    RETURNING budget_id, period_start, spent_usd
+)
+SELECT b.id, b.period, b.project, b.limit_usd, b.tz, ins.period_start, ins.spent_usd
+FROM ins JOIN budgets b ON b.id = ins.budget_id
+ORDER BY b.id
+"""
+
+# `session-db top` (daemon/live_view.py): Claude sessions seen within %(window_s)s seconds and not
+# ended, each with its subagents, the tool it runs now (a PreToolUse of the last day with no
+# PostToolUse/PostToolUseFailure yet) and its priced cost so far (usage_hourly).
+TOP_AGENTS = """
+WITH live AS (
+    SELECT sdk_session_id FROM agents
+    WHERE claude_agent_id IS NULL AND sdk_session_id IS NOT NULL
+      AND status NOT IN ('complete', 'failed')
+      AND last_event_at > now() - make_interval(secs => %(window_s)s)
+)
+SELECT a.sdk_session_id, a.claude_agent_id, a.agent_type, a.model, a.status, a.host, a.cwd,
+    a.started_at, a.last_event_at, t.tool_name, now() - t.occurred_at AS tool_running_for,
+    coalesce(c.cost, 0) AS cost_usd
+FROM agents a
+JOIN live USING (sdk_session_id)
+LEFT JOIN LATERAL (
+    SELECT p.tool_name, p.occurred_at FROM agent_logs p
+    WHERE p.claude_session_id = a.sdk_session_id
+      AND p.claude_agent_id IS NOT DISTINCT FROM a.claude_agent_id
+      AND p.event_type = 'PreToolUse' AND p.occurred_at > now() - interval '1 day'
+      AND NOT EXISTS (
+          SELECT 1 FROM agent_logs q
+          WHERE q.claude_session_id = p.claude_session_id AND q.tool_use_id = p.tool_use_id
+            AND q.event_type IN ('PostToolUse', 'PostToolUseFailure'))
+    ORDER BY p.occurred_at DESC LIMIT 1
+) t ON true
+LEFT JOIN LATERAL (
+    SELECT sum(h.priced_cost_usd) AS cost FROM usage_hourly h
+    WHERE h.claude_session_id = a.sdk_session_id AND h.agent_id = a.id
+) c ON true
+ORDER BY a.started_at NULLS LAST, a.sdk_session_id, a.claude_agent_id NULLS FIRST
+"""
+
+# `session-db report html` (daemon/html_report.py): tool durations (tool_stats, 0003).
+SELECT_TOOL_STATS = """
+SELECT tool_name, calls, p50_ms, p95_ms FROM tool_stats
+WHERE p50_ms IS NOT NULL ORDER BY p95_ms DESC, tool_name
+"""

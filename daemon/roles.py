@@ -47,6 +47,17 @@ VIEWS = (
     "tool_calls",
     "tool_stats",
     "turns",
+    # reports (alembic 0009)
+    "branch_costs",
+    "budget_status",
+    "cache_savings",
+    "claude_session_titles",
+    "project_costs",
+    "session_title_costs",
+    "subagent_shares",
+    "usage_attribution",
+    "usage_blocks",
+    "usage_rollup",
 )
 
 # What the daemon writes, beyond SELECT on everything (daemon/db.py). Nothing is ever deleted
@@ -54,6 +65,7 @@ VIEWS = (
 WRITER_GRANTS = {
     "agent_logs": "INSERT, UPDATE (session_id)",  # update: back-filled workflow links only
     "agents": "INSERT, UPDATE",
+    "budget_alerts": "INSERT",  # reports: budget_exceeded, once per budget and period
     "cost_state_models": "INSERT, UPDATE",  # cost engine: Claude Code's cost-state lines
     "cost_states": "INSERT, UPDATE",
     "daemon_heartbeats": "INSERT, UPDATE",
@@ -62,8 +74,11 @@ WRITER_GRANTS = {
     "token_usage": "INSERT, UPDATE",
     "token_usage_hourly": "INSERT, UPDATE",  # cost engine: its triggers run as the writer
     "transcript_files": "INSERT, UPDATE",
+    "usage_hourly": "INSERT, UPDATE",  # reports: its triggers on token_usage run as the writer
     "watch_roots": "INSERT",
 }
+# Written only by triggers on the tables above (no statement in daemon/db.py names them).
+TRIGGER_WRITTEN = frozenset({"usage_hourly"})
 
 
 def tables() -> tuple[str, ...]:

@@ -252,6 +252,17 @@ token_usage = sa.Table(
         sa.Numeric,
         comment="USD at price_id (usage_cost_usd), kept current by triggers on token_usage and prices.",
     ),
+    # Reports (alembic 0009): where the response was made, from its transcript line.
+    sa.Column(
+        "cwd",
+        sa.Text,
+        comment="cwd of the transcript line that carried the response (the project directory).",
+    ),
+    sa.Column(
+        "git_branch",
+        sa.Text,
+        comment="gitBranch of the transcript line that carried the response.",
+    ),
     sa.UniqueConstraint("message_id", "request_id", name="token_usage_message_request_key"),
     sa.Index("token_usage_claude_session_idx", "claude_session_id"),
     sa.Index("token_usage_agent_idx", "agent_id"),
@@ -499,6 +510,86 @@ messages = sa.Table(
     "attachments as metadata), keyed by the transcript uuid.",
 )
 
+# --- reports (alembic 0009): project aliases and budgets ---------------------------------------
+BUDGET_PERIODS = ("daily", "weekly", "monthly")
+
+project_aliases = sa.Table(
+    "project_aliases",
+    metadata,
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    comment="A working directory (on any host) counted as the project NAME; several paths may share a name.",
+)
+
+budgets = sa.Table(
+    "budgets",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("period", sa.Text, nullable=False),
+    sa.Column("project", sa.Text, nullable=False, server_default=""),
+    sa.Column("limit_usd", sa.Numeric, nullable=False),
+    sa.Column("tz", sa.Text, nullable=False, server_default="UTC"),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.UniqueConstraint("period", "project", name="budgets_period_project_key"),
+    sa.CheckConstraint(_in("period", BUDGET_PERIODS), name="budgets_period_check"),
+    sa.CheckConstraint("limit_usd > 0", name="budgets_limit_usd_check"),
+    comment="Spending limits per calendar day, ISO week or month in zone tz; project '' means all projects.",
+)
+
+budget_alerts = sa.Table(
+    "budget_alerts",
+    metadata,
+    sa.Column(
+        "budget_id",
+        sa.BigInteger,
+        sa.ForeignKey("budgets.id", name="budget_alerts_budget_id_fkey", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("period_start", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("spent_usd", sa.Numeric, nullable=False),
+    sa.Column(
+        "alerted_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    comment="One row per budget and period whose limit was exceeded (the daemon logs budget_exceeded once, "
+    "when it inserts the row).",
+)
+
+usage_hourly = sa.Table(
+    "usage_hourly",
+    metadata,
+    sa.Column("hour_utc", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("claude_session_id", sa.Text),
+    sa.Column("agent_id", pg.UUID(as_uuid=True)),
+    sa.Column("model", sa.Text),
+    sa.Column("host", sa.Text),
+    sa.Column("cwd", sa.Text),
+    sa.Column("git_branch", sa.Text),
+    sa.Column("price_id", sa.BigInteger),
+    *[
+        sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+        for name in ("responses", *USAGE_COUNTERS[:5])
+    ],
+    sa.Column("priced_cost_usd", sa.Numeric, nullable=False, server_default="0"),
+    sa.Column("unpriced_responses", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cache_savings_usd", sa.Numeric, nullable=False, server_default="0"),
+    sa.Column("first_at", sa.DateTime(timezone=True)),
+    sa.Column("last_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint(
+        "hour_utc", "claude_session_id", "agent_id", "model", "host", "cwd", "git_branch", "price_id",
+        name="usage_hourly_key",
+        postgresql_nulls_not_distinct=True,
+    ),
+    sa.Index("usage_hourly_session_idx", "claude_session_id"),
+    comment="Exact rollup of token_usage per UTC hour of occurred_at (-infinity: none) and session, agent, "
+    "model, host, cwd, branch and price, kept by statement triggers; first_at/last_at bound the responses "
+    "(they may stay wider after a delete). Rows whose responses fell to 0 are kept.",
+)
+
 # Tables the daemon writes (ingest, state.json, transcripts, heartbeats): a database at a newer,
 # unknown revision is still usable when these keep every column and unique key described here
 # (daemon/migrations.py, compatibility_problems).
@@ -513,4 +604,5 @@ WRITTEN_TABLES = (
     messages,
     cost_states,
     cost_state_models,
+    budget_alerts,  # reports: the daemon's budget check
 )

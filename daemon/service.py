@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from daemon import db, migrations, partitions
+from daemon import budgets, db, migrations, partitions
 from daemon.backoff import Backoff
 from daemon.cluster import EmbeddedCluster, find_binaries
 from daemon.config import Settings
@@ -74,6 +74,7 @@ class Service:
         self._last_scan = 0.0
         self._last_orphans = 0.0
         self._last_watchdog = 0.0
+        self._budgets_due = 0.0  # monotonic time of the next budget check (reports, issue 14)
         self._last_heartbeat = 0.0
         self._partitions_due = 0.0  # monotonic time of the next best-effort partition check
         self._started_at = datetime.now(UTC)
@@ -453,6 +454,10 @@ class Service:
         elif self._transcripts_due:
             paths, self._transcripts_due = self._transcripts_due, set()
             self._log_transcripts(self.transcripts.sync(only=paths, progress=self._between_chunks))
+        if force_scan or now >= self._budgets_due:
+            assert self.sink is not None
+            self._budgets_due = now + budgets.CHECK_INTERVAL_S
+            budgets.check(self.sink.connection())
         if self.price_drift.due(now):
             assert self.sink is not None
             self.price_drift.check(self.sink.connection(), now)

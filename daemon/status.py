@@ -48,6 +48,9 @@ def collect(settings: config.Settings) -> dict[str, Any]:
                 with db.connect(url, connect_timeout_s=settings.connect_timeout_s) as conn:
                     rows = conn.execute(db.STATUS_COUNTS).fetchall()
                     daemons = conn.execute(db.STATUS_DAEMONS).fetchall()
+                    from daemon.reports import budget_rows
+
+                    report["budgets"] = budget_rows(conn, None)  # spend against each budget
                     if state.verdict == "head":  # the cost engine's views exist
                         from daemon import price_drift
 
@@ -100,6 +103,9 @@ def render(r: dict[str, Any]) -> str:
             f"  {h['host']}: {h['events']} events, last event {h['last_event_at']}, "
             f"last ingested {h['last_ingested_at']}"
         )
+    from daemon.reports import budget_lines
+
+    lines += budget_lines(r.get("budgets", []))[1:]
     for p in r.get("price_drift", []):
         lines.append(f"  price drift: model {p['model']!r}: {p['unpriced_responses']} unpriced responses, "
                      f"{p['sessions_differing']} sessions differ from Claude Code; run: {p['fix']}")  # fmt: skip

@@ -115,6 +115,8 @@ class Usage:
     occurred_at: datetime | None
     is_sidechain: bool
     transcript_path: str
+    cwd: str | None = None  # where the response was made (reports: project, branch)
+    git_branch: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -129,7 +131,7 @@ class Usage:
             self.claude_session_id = other.claude_session_id
             self.claude_agent_id = other.claude_agent_id
             self.transcript_path = other.transcript_path
-        for name in ("model", "prompt_id", "speed", "service_tier", "inference_geo"):
+        for name in ("model", "prompt_id", "speed", "service_tier", "inference_geo", "cwd", "git_branch"):
             if getattr(self, name) is None:
                 setattr(self, name, getattr(other, name))
         if other.occurred_at and (self.occurred_at is None or other.occurred_at < self.occurred_at):
@@ -302,6 +304,8 @@ def usage_from_line(entry: dict[str, Any], prompt_id: str | None, path: str) -> 
         occurred_at=_time(entry.get("timestamp")),
         is_sidechain=bool(entry.get("isSidechain")),
         transcript_path=path,
+        cwd=_str(entry.get("cwd")),
+        git_branch=_str(entry.get("gitBranch")),
     )
 
 
@@ -744,7 +748,7 @@ class TranscriptReader:
                                  u.model, u.input_tokens, u.output_tokens, u.cache_write_5m_tokens,
                                  u.cache_write_1h_tokens, u.cache_read_tokens, u.web_search_requests,
                                  u.web_fetch_requests, u.speed, u.service_tier, u.inference_geo, u.occurred_at,
-                                 u.is_sidechain, self.host, u.transcript_path)
+                                 u.is_sidechain, self.host, u.transcript_path, u.cwd, u.git_branch)
                             )  # fmt: skip
                     cur.execute(db.UPSERT_USAGE)
                     for (was_inserted,) in cur.fetchall():

@@ -13,6 +13,7 @@ from daemon.commands import (
     ingest,
     prices,
     quarantine,
+    reports,
     setup,
     upkeep,
 )
@@ -23,6 +24,7 @@ GROUPS: tuple[ModuleType, ...] = (
     diagnose,
     backfill,
     archive,
+    reports,
     prices,
     quarantine,
     setup,

@@ -16,3 +16,5 @@ echo "== bench_idle (3 s)"
 "$py" tests/bench/bench_idle.py --seconds 3 --settle-s 1
 echo "== bench_views (20k responses, 50k events)"
 "$py" tests/bench/bench_views.py --responses 20000 --events 50000 --repeat 3
+echo "== bench_reports (5k responses)"
+"$py" tests/bench/bench_reports.py --rows 5000 --repeat 1

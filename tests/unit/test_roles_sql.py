@@ -30,12 +30,16 @@ def _written_tables() -> dict[str, set[str]]:
 def test_roles_writer_grants_are_exactly_what_db_statements_write() -> None:
     """Every table a statement in daemon/db.py writes has a writer grant for that verb, and no grant is unused.
 
-    `prices` is the exception by design: `prices set` is an owner's change, not the daemon's;
-    so is the DELETE of `messages` rows by `prune` (run by the owner, like partition drops).
+    `prices` is the exception by design: `prices set` is an owner's change, not the daemon's; so
+    are `budget set/rm` and `projects alias/rm`, and the DELETE of `messages` rows by `prune`
+    (run by the owner, like partition drops). Tables kept by triggers are written as the writer.
     """
     written = _written_tables()
     written.pop("prices")
     written["messages"].remove("DELETE")
+    for table in ("budgets", "project_aliases"):  # reports: the user's settings, like prices
+        written.pop(table)
+    written.update({t: {"INSERT", "UPDATE"} for t in roles.TRIGGER_WRITTEN})
     # Written by triggers on token_usage, which run as the writer (alembic/versions/0006).
     written["token_usage_hourly"] = {"INSERT", "UPDATE"}
     assert not any("DELETE" in v or "TRUNCATE" in v for v in written.values()), (
