@@ -88,7 +88,7 @@ CREATE TABLE prices (
 COMMENT ON TABLE prices IS 'USD per million tokens by model prefix (longest prefix wins) from effective_from on. Costs are computed from it in views, so a correction re-prices history.';
 """
 
-# List prices as published 2026-08-22 (reference: claude-code.md §11), valid for all history.
+# List prices as published 2026-08-22 (docs/design/claude-code.md §11), valid for all history.
 # (prefix, input, 5m write, 1h write, cache read, output, long-context threshold, lc in ×, lc out ×,
 #  fast ×, data residency ×). Long context: Sonnet 4/4.5 re-price a request whose input side
 # (input + cache writes + cache reads) exceeds 200k at $6/$22.50 (2× input side, 1.5× output).

@@ -4,7 +4,7 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-23
 
-Pairing rules (reference/claude-code.md §5, §15, §16):
+Pairing rules (docs/design/claude-code.md §5, §15, §16):
 - A tool call is keyed by (claude_session_id, tool_use_id), never by tool name: ids repeat across
   sessions. Its first PreToolUse starts it, its first PostToolUse/PostToolUseFailure ends it.
 - Denied calls get no Post event. The first PostToolBatch of the session whose tool_calls[] names

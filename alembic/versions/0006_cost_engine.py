@@ -34,7 +34,7 @@ depends_on = None
 OLD_SEED_NOTE = "list price 2026-08-22 (seed)"
 SEED_NOTE = "Claude Code 2.1.332 catalog (seed)"
 
-# Claude Code 2.1.332's price tiers (reference/claude-code.md §17): USD per million tokens,
+# Claude Code 2.1.332's price tiers (docs/design/claude-code.md §17): USD per million tokens,
 # (input, output, 5-minute cache write, 1-hour cache write, cache read).
 TIERS = {
     "haiku_35": (0.8, 4, 1, 1.6, 0.08),

@@ -151,7 +151,7 @@ def run_hook(
 
 
 def assert_oracle(env: Env, accepted: set[str]) -> None:
-    """reliability.md §9: rows ∪ quarantine == accepted, disjoint, no duplicates, new/ drained."""
+    """docs/design/spool.md §5: rows ∪ quarantine == accepted, disjoint, no duplicates, new/ drained."""
     with psycopg.connect(env.db_url) as conn:
         rows = [
             r[0]

@@ -1,4 +1,4 @@
-"""PostgreSQL stopped for minutes while the real hook keeps writing (reliability.md §10 row 6).
+"""PostgreSQL stopped for minutes while the real hook keeps writing (docs/design/spool.md §7 row 6).
 
 The server is a dedicated pytest-postgresql process fixture (its own data directory and port),
 stopped with `pg_ctl stop -m fast` and started again, so the rest of the suite never sees it go.

@@ -1,8 +1,8 @@
-"""Failure matrix rows 15-17 and 19-22 (reference/reliability.md §10), daemon as a subprocess.
+"""Failure matrix rows 15-17 and 19-22 (docs/design/spool.md §7), daemon as a subprocess.
 
 Overflowing inotify, racing session folders, many concurrent writers, two daemons on one
 spool, clock skew, planted directories and symlinks, an unusable spool, a dead watcher.
-Every test that feeds events ends with the §9 oracle.
+Every test that feeds events ends with the §5 oracle (docs/design/spool.md).
 """
 
 from __future__ import annotations

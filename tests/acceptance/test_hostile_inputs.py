@@ -2,7 +2,7 @@
 
 Non-regular files and non-UTF-8 names in new/, numbers orjson cannot hold, transcript paths
 outside the Claude folders and a symlinked state.json. Every test that feeds events ends with
-the §9 oracle of reference/reliability.md.
+the §5 oracle (docs/design/spool.md) of reference/reliability.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Permission errors (reliability.md §10 row 22): an unreadable spool file is retried with
+"""Permission errors (docs/design/spool.md §7 row 22): an unreadable spool file is retried with
 backoff, never hot-looped, lost or quarantined; an unwritable spool stops the daemon with 78.
 
 Root reads mode-000 files anyway, so as root the daemon runs in a user namespace where it is

@@ -2,7 +2,7 @@
 
 Hypothesis draws lists of entries: events delivered by the real hook, random bytes, empty and
 oversize files, JSON objects from a foreign writer, odd (UTF-8) names, FIFOs, Unix sockets,
-character devices and symlinks. After each list the §9 oracle of reference/reliability.md must
+character devices and symlinks. After each list the §5 oracle (docs/design/spool.md) of reference/reliability.md must
 hold for everything accepted so far (every entry exactly one row or one quarantined file with a
 reason), non-regular files must be quarantined `not_a_regular_file`, and the daemon must still
 be running. Non-UTF-8 names are left to test_hostile_inputs (`ingest --once`): under `run` the

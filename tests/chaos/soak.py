@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Soak test (reliability.md §10 row 25): writers, kill -9 of the daemon, PostgreSQL restarts.
+"""Soak test (docs/design/spool.md §7 row 25): writers, kill -9 of the daemon, PostgreSQL restarts.
 
     .venv/bin/python tests/chaos/soak.py [--duration-s 600] [--writers 8] [--kill-every-s 20:60]
                                          [--pg-restart-every-s 180] [--rate 25] [--seed N] [--keep]
@@ -19,7 +19,7 @@ Unix socket only, no TCP listener), the spool, the daemon's state directory and 
   also land while the database is down;
 * samples the daemon's RSS and open fds from /proc every few seconds;
 * at the end stops the writers, lets the daemon drain, stops it with SIGTERM (exit 0 expected)
-  and checks the oracle of reliability.md §9.
+  and checks the oracle of docs/design/spool.md §5.
 
 It prints a table of samples, a summary, and as its last line one JSON object. Exit 0 when the
 oracle and the other checks hold, 1 otherwise (the temporary directory is then kept).

@@ -1,7 +1,7 @@
-"""The soak script's short variant (reliability.md §10 row 25), run as CI runs it: a subprocess.
+"""The soak script's short variant (docs/design/spool.md §7 row 25), run as CI runs it: a subprocess.
 
 60 s of 8 writers, kill -9 of the daemon every 8–15 s and a PostgreSQL restart every 25 s; the
-script checks the §9 oracle itself and reports it in its last stdout line (one JSON object).
+script checks the §5 oracle (docs/design/spool.md) itself and reports it in its last stdout line (one JSON object).
 The long soak is `tests/chaos/soak.py` with its defaults (600 s), run by hand.
 """
 

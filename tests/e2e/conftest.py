@@ -1,7 +1,7 @@
 """End to end: the real Claude Code CLI (pinned 2.1.330 and 2.1.332; every test runs on both)
 against our fake Anthropic API, with our hook installed by `session-db hooks install`, the daemon
 ingesting into pytest-postgresql, and a second capturing hook recording what Claude Code really
-fired (reference/claude-code.md §16, §17).
+fired (docs/design/claude-code.md §16, §17).
 
 Each version is installed once per machine with npm into its own folder of a cache directory
 ($SESSION_DB_E2E_CACHE, default ~/.cache/session-db-e2e; the CLI lands in
@@ -35,7 +35,7 @@ from daemon.installer import TOOL_EVENTS, describe_detection, detect_claude_even
 from tests.acceptance.conftest import Daemon, Env, wait_for
 from tests.e2e.fake_api import MODEL, FakeAnthropicAPI, Record, Usage, total
 
-# The version before PreSkillShellCommand and the newest wrapper on npm (reference §17).
+# The version before PreSkillShellCommand and the newest wrapper on npm (docs/design/claude-code.md §17).
 CLAUDE_CODE_VERSIONS = ("2.1.330", "2.1.332")
 NEWEST_CLAUDE_CODE = CLAUDE_CODE_VERSIONS[-1]
 PACKAGE_NAME = "@anthropic-ai/claude-code"
@@ -57,7 +57,7 @@ CLI_TIMEOUT_S = 90
 WAIT_S = 30.0
 
 # The capture hook listens to every event the installer knows that the CLI under test accepts
-# (reference §5 and §17 minus the two worktree events; PreSkillShellCommand only from 2.1.332,
+# (docs/design/claude-code.md §5 and §17 minus the two worktree events; PreSkillShellCommand only from 2.1.332,
 # since older versions open a dialog for it).
 
 # Prints nothing, always exits 0: one line in `events` and one payload file per firing, named

@@ -1,4 +1,4 @@
-"""A scripted fake of the Anthropic Messages API for the real Claude Code CLI (reference §16).
+"""A scripted fake of the Anthropic Messages API for the real Claude Code CLI (docs/design/claude-code.md §16).
 
 Standard library only. Every request is tagged with its scenario by the CLI itself
 (`ANTHROPIC_CUSTOM_HEADERS="X-Test-Scenario: <name>"`), classified by role (`main`, `sub` for a
@@ -28,7 +28,7 @@ from typing import Any
 MODEL = "claude-sonnet-4-5-20250929"
 SCENARIO_HEADER = "X-Test-Scenario"
 
-# Sonnet 4.5 list prices, USD per million tokens (reference §11; the CLI's own table agrees).
+# Sonnet 4.5 list prices, USD per million tokens (docs/design/claude-code.md §11; the CLI's own table agrees).
 PRICE_PER_MTOK = {
     "input": Decimal(3),
     "cache_write_5m": Decimal("3.75"),
@@ -47,7 +47,7 @@ class Usage:
     cache_write_1h: int = 0
     cache_read: int = 0
     output_tokens: int = 0
-    speed: str | None = None  # "fast" for a fast-mode response (reference §9); None: not sent
+    speed: str | None = None  # "fast" for a fast-mode response (docs/design/claude-code.md §9); None: not sent
 
     @property
     def prompt_tokens(self) -> int:
@@ -219,7 +219,7 @@ def _block_json(block: Block) -> dict[str, Any]:
 
 
 def sse_body(reply: Reply, message_id: str, model: str) -> bytes:
-    """The event stream of one response (reference §16, table "SSE a fake server must emit")."""
+    """The event stream of one response (docs/design/claude-code.md §16, table "SSE a fake server must emit")."""
     out = [
         _sse(
             "message_start",

@@ -1,6 +1,6 @@
 """Every model of Claude Code 2.1.332's price catalog, priced by the real CLI and by session-db.
 
-One `claude -p` session per catalog model (its first-party id, reference/claude-code.md §17) on
+One `claude -p` session per catalog model (its first-party id, docs/design/claude-code.md §17) on
 the newest pinned CLI, plus sessions for the catalog's special rules: a Haiku 5.5 request above
 100k prompt tokens (the whole request at 5×) and fast-mode responses (`usage.speed = "fast"`).
 For each session three figures must agree: the catalog price of the usage the fake API reported

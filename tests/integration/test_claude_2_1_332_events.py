@@ -1,4 +1,4 @@
-"""Claude Code 2.1.332's hook additions through the ingest path (reference/claude-code.md §17):
+"""Claude Code 2.1.332's hook additions through the ingest path (docs/design/claude-code.md §17):
 PreSkillShellCommand never becomes a tool call, and the newer payload fields are stored whole."""
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ TRANSCRIPTS = FIXTURES / "transcripts"
 TOLERANCE = Decimal("0.000001")
 MTOK = Decimal(1_000_000)
 
-# reference/claude-code.md §17, copied by hand: tier → (in, out, 5m write, 1h write, cache read).
+# docs/design/claude-code.md §17, copied by hand: tier → (in, out, 5m write, 1h write, cache read).
 TIERS = {
     "haiku_35": ("0.8", "4", "1", "1.6", "0.08"),
     "haiku_45": ("1", "5", "1.25", "2", "0.1"),

@@ -1,6 +1,6 @@
 """daemon.events: the spool file format, parse() and the reversible NUL escaping.
 
-Each test states one invariant of reference/reliability.md §2, §4, §6, §9 and §10 rows 13 and 24.
+Each test states one invariant of docs/design/spool.md §2, §4, §6, §5 and §7 rows 13 and 24.
 """
 
 from __future__ import annotations
