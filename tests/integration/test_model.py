@@ -1,4 +1,4 @@
-"""Model-based test (docs/design/spool.md §7 row 26): the §5 oracle (docs/design/spool.md) is an invariant of every sequence.
+"""Model-based test (docs/design/spool.md §7 row 26): the §5 oracle is an invariant of every sequence.
 
 A Hypothesis `RuleBasedStateMachine` drives the real ingest path (Spool, Ingestor, PostgresSink,
 SessionTracker) against the real PostgreSQL of the `db_url` fixture, routed through a cuttable
