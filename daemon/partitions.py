@@ -81,7 +81,6 @@ class PartitionedTable:
 AGENT_LOGS = PartitionedTable("agent_logs")
 MESSAGES = PartitionedTable("messages")
 TABLES = (AGENT_LOGS, MESSAGES)  # maintained, and pruned, in this order
-DEFAULT_PARTITION = AGENT_LOGS.default_partition
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +114,7 @@ class Pruned:
 
     partition: Partition
     rows: int
-    table: PartitionedTable = AGENT_LOGS
+    table: PartitionedTable
 
 
 @dataclass(slots=True)
@@ -136,11 +135,6 @@ class PruneResult:
 
     def dropped_of(self, table: PartitionedTable) -> list[Pruned]:
         return [p for p in self.dropped if p.table == table]
-
-    @property
-    def default_rows_older(self) -> int:
-        """Rows older than the cutoff kept in agent_logs_default."""
-        return self.older_in_default.get(AGENT_LOGS, 0)
 
 
 # --- months ------------------------------------------------------------------------------
