@@ -679,14 +679,15 @@ WHERE i.indisunique AND t.relnamespace = current_schema()::regnamespace AND t.re
 GROUP BY i.indexrelid, t.relname
 """
 
-# --- partitions (daemon/partitions.py) -----------------------------------------------------
+# --- partitions (daemon/partitions.py): agent_logs and messages, one partition per month ------
+# {table} is the partitioned parent (partitions.TABLES); %s as a regclass is its name.
 
 SET_LOCAL_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
-LOCK_AGENT_LOGS = "LOCK TABLE ONLY agent_logs IN ACCESS EXCLUSIVE MODE"
+LOCK_PARTITIONED = sql.SQL("LOCK TABLE ONLY {table} IN ACCESS EXCLUSIVE MODE")
 SELECT_MONTH_START = "SELECT date_trunc('month', now(), 'UTC')"
 SELECT_NOW = "SELECT now()"
 
-# Partitions of agent_logs with their bounds; lower/upper are NULL for DEFAULT (and for bounds
+# Partitions of a table with their bounds; lower/upper are NULL for DEFAULT (and for bounds
 # we did not write, such as MINVALUE), so such partitions are never pruned.
 SELECT_PARTITIONS = r"""
 SELECT c.relname::text, c.oid = p.partdefid,
@@ -698,31 +699,32 @@ CROSS JOIN LATERAL (
     SELECT regexp_match(pg_get_expr(c.relpartbound, c.oid),
                         '^FOR VALUES FROM \(''([^'']*)''\) TO \(''([^'']*)''\)$') AS bounds
 ) b
-WHERE p.partrelid = 'agent_logs'::regclass
+WHERE p.partrelid = %s::regclass
 ORDER BY 3 NULLS FIRST, 1
 """
 
-SELECT_AGENT_LOGS_COLUMNS = """
+# The columns a moved row carries (generated ones, such as messages.search_vector, are computed).
+SELECT_PARTITIONED_COLUMNS = """
 SELECT attname::text FROM pg_attribute
-WHERE attrelid = 'agent_logs'::regclass AND attnum > 0 AND NOT attisdropped
+WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
 ORDER BY attnum
 """
 
 CREATE_MONTH_PARTITION = sql.SQL(
-    "CREATE TABLE {partition} PARTITION OF agent_logs FOR VALUES FROM ({lower}) TO ({upper})"
+    "CREATE TABLE {partition} PARTITION OF {table} FOR VALUES FROM ({lower}) TO ({upper})"
 )
 
 # Rows of a month that landed in DEFAULT move into that month's new partition (one transaction,
-# agent_logs locked): PostgreSQL refuses the partition while DEFAULT holds rows of its range.
+# the table locked): PostgreSQL refuses the partition while DEFAULT holds rows of its range.
 STASH_DEFAULT_ROWS = sql.SQL(
-    "CREATE TEMPORARY TABLE agent_logs_moving ON COMMIT DROP AS SELECT {columns} FROM ONLY {default}"
+    "CREATE TEMPORARY TABLE {moving} ON COMMIT DROP AS SELECT {columns} FROM ONLY {default}"
     " WHERE occurred_at >= {lower} AND occurred_at < {upper}"
 )
 DELETE_DEFAULT_ROWS = sql.SQL(
     "DELETE FROM ONLY {default} WHERE occurred_at >= {lower} AND occurred_at < {upper}"
 )
 RESTORE_MOVED_ROWS = sql.SQL(
-    "INSERT INTO agent_logs ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM agent_logs_moving"
+    "INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM {moving}"
 )
 
 # Months with rows in DEFAULT (UTC month starts), for `maintain --split-default`.
@@ -734,6 +736,8 @@ SELECT_DEFAULT_MONTHS = sql.SQL(
 
 COUNT_PARTITION_ROWS = sql.SQL("SELECT count(*) FROM ONLY {partition}")
 COUNT_ROWS_BEFORE = sql.SQL("SELECT count(*) FROM ONLY {partition} WHERE occurred_at < %s")
+# Rows without a timestamp (messages only; PostgreSQL routes a NULL partition key to DEFAULT).
+COUNT_UNDATED_ROWS = sql.SQL("SELECT count(*) FROM ONLY {partition} WHERE occurred_at IS NULL")
 DROP_PARTITION = sql.SQL("DROP TABLE {partition}")
 
 # --- conversation archive (daemon/messages.py, daemon/conversations.py) ---------------------
@@ -757,7 +761,8 @@ COPY ingest_messages (uuid, parent_uuid, claude_session_id, claude_agent_id, hos
 
 # One row per transcript uuid: a copy (resume, sidechain replay, a re-read) changes nothing; a
 # non-sidechain copy wins within a batch. Rows are inserted in reading order (seq), so `id`
-# follows the transcript's line order.
+# follows the transcript's line order. The key is (uuid, occurred_at) NULLS NOT DISTINCT (messages
+# is partitioned by occurred_at, alembic 0008b): a copy carries its entry's uuid and timestamp.
 INSERT_MESSAGES = """
 INSERT INTO messages (uuid, parent_uuid, claude_session_id, claude_agent_id, agent_id, host,
     occurred_at, role, entry_type, model, cwd, git_branch, prompt_id, message_id, tool_use_id,
@@ -774,11 +779,8 @@ LEFT JOIN agents a
     ON a.sdk_session_id = d.claude_session_id
    AND coalesce(a.claude_agent_id, '') = coalesce(d.claude_agent_id, '')
 ORDER BY d.seq
-ON CONFLICT (uuid) DO NOTHING
+ON CONFLICT (uuid, occurred_at) DO NOTHING
 """
-
-PRUNE_MESSAGES = "DELETE FROM messages WHERE occurred_at < %s"
-COUNT_MESSAGES_BEFORE = "SELECT count(*) FROM messages WHERE occurred_at < %s"
 
 # Matches of a web-search query, newest first; snippets mark hits with \x01 … \x02.
 SEARCH_MESSAGES = """

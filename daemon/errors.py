@@ -105,10 +105,10 @@ class RedactionBudgetError(SessionDbError):
 
 
 class PartitionBusyError(SessionDbError):
-    """agent_logs stayed locked by other sessions (long queries) past every retry."""
+    """A partitioned table stayed locked by other sessions (long queries) past every retry."""
 
     exit_code = EX_TEMPFAIL
 
 
 class PartitionPermissionError(ConfigError):
-    """This role may not create or drop partitions (it does not own agent_logs)."""
+    """This role may not create or drop partitions (it does not own the table)."""

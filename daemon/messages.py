@@ -20,9 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-import psycopg
 
-from daemon import db
 from daemon.config import ARCHIVE_DEFAULT, ARCHIVE_MODES, Settings
 from daemon.events import NUL_MARKER, TRUNCATED, cap_strings, escape_nul
 from daemon.redaction import Redactor
@@ -291,16 +289,3 @@ class MessageArchive:
         if transforms and not private:
             sha = hashlib.sha256(original).hexdigest()
         return body, text, size, sha, transforms
-
-
-def prune(conn: psycopg.Connection[Any], cutoff: datetime, *, dry_run: bool) -> int:
-    """Delete the rows that occurred before `cutoff` (or count them); returns how many.
-
-    `messages` is not partitioned: this is one DELETE by occurred_at (messages_occurred_idx).
-    """
-    with db.transaction(conn) as cur:
-        cur.execute(db.COUNT_MESSAGES_BEFORE if dry_run else db.PRUNE_MESSAGES, (cutoff,))
-        if dry_run:
-            row = cur.fetchone()
-            return int(row[0]) if row else 0  # type: ignore[call-overload]
-        return cur.rowcount

@@ -422,10 +422,14 @@ daemon_heartbeats = sa.Table(
 # --- conversation archive (alembic 0008, daemon/messages.py) ----------------------------------
 
 MESSAGE_ROLES = ("user", "assistant", "system", "attachment")
+# Partitioned by UTC month of occurred_at (alembic 0008b, daemon/partitions.py) like agent_logs:
+# every unique key includes the partition column. occurred_at stays nullable (an entry without a
+# timestamp lands in messages_default), so there is no primary key and the keys are NULLS NOT
+# DISTINCT: the archive key is (uuid, occurred_at).
 messages = sa.Table(
     "messages",
     metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), nullable=False),
     sa.Column("uuid", sa.Text, nullable=False),
     sa.Column("parent_uuid", sa.Text),
     sa.Column("claude_session_id", sa.Text),
@@ -434,7 +438,12 @@ messages = sa.Table(
         "agent_id", pg.UUID(as_uuid=True), sa.ForeignKey("agents.id", name="messages_agent_id_fkey")
     ),
     sa.Column("host", sa.Text),
-    sa.Column("occurred_at", sa.DateTime(timezone=True)),
+    sa.Column(
+        "occurred_at",
+        sa.DateTime(timezone=True),
+        comment="The entry's timestamp; NULL if it has none (the row is then in messages_default "
+        "and never pruned).",
+    ),
     sa.Column("role", sa.Text, nullable=False),
     sa.Column(
         "entry_type",
@@ -489,7 +498,15 @@ messages = sa.Table(
         pg.TSVECTOR,
         sa.Computed("to_tsvector('english'::regconfig, coalesce(text, ''))", persisted=True),
     ),
-    sa.UniqueConstraint("uuid", name="messages_uuid_key"),
+    sa.UniqueConstraint(
+        "id", "occurred_at", name="messages_id_occurred_at_key", postgresql_nulls_not_distinct=True
+    ),
+    sa.UniqueConstraint(
+        "uuid",
+        "occurred_at",
+        name="messages_uuid_occurred_at_key",
+        postgresql_nulls_not_distinct=True,
+    ),
     sa.Index("messages_claude_session_time_idx", "claude_session_id", "occurred_at"),
     sa.Index("messages_agent_idx", "agent_id"),
     sa.Index("messages_occurred_idx", "occurred_at"),
@@ -507,7 +524,9 @@ messages = sa.Table(
     sa.Index("messages_search_idx", "search_vector", postgresql_using="gin"),
     comment="The conversation archive: one row per transcript entry that carries conversation "
     "(prompts, replies, thinking, tool calls and results, system entries, compaction summaries; "
-    "attachments as metadata), keyed by the transcript uuid.",
+    "attachments as metadata), keyed by the transcript uuid (unique with occurred_at). Partitioned "
+    "by UTC month of occurred_at (messages_YYYY_MM, messages_default for months without a partition "
+    "and rows without a timestamp).",
 )
 
 # --- reports (alembic 0009): project aliases and budgets ---------------------------------------

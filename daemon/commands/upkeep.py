@@ -1,4 +1,4 @@
-"""`migrate`, `maintain` and `prune`: the schema and agent_logs' monthly partitions."""
+"""`migrate`, `maintain` and `prune`: the schema and the monthly partitions of agent_logs and messages."""
 
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mig.set_defaults(handler=cmd_migrate, logs_progress=True)
     mt = sub.add_parser(
         "maintain",
-        help="create agent_logs' monthly partitions ahead (run by the owner role, from a timer)",
-        description="Creates the partitions of agent_logs for the current UTC month and the next ones "
-        "(rows that already sit in agent_logs_default for those months move in). Needs the role that owns "
+        help="create the monthly partitions of agent_logs and messages ahead (run by the owner role, from a timer)",
+        description="Creates the partitions of agent_logs and messages for the current UTC month and the next "
+        "ones (rows that already sit in agent_logs_default or messages_default for those months move in). "
+        "Needs the role that owns "
         "the schema; waits at most a second for its lock each try, so ingest never queues behind it for "
         "long. Safe to run any time, from any host. systemd/session-db-maintain.timer runs it daily.",
     )
@@ -39,17 +40,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mt.add_argument(
         "--split-default",
         action="store_true",
-        help="also give every month that has rows in agent_logs_default its own partition (so prune can drop them)",
+        help="also give every month that has rows in agent_logs_default or messages_default its own partition "
+        "(so prune can drop them)",
     )
     mt.set_defaults(handler=cmd_maintain, logs_progress=True)
     pn = sub.add_parser(
         "prune",
-        help="drop agent_logs partitions and messages rows older than a duration, and say what was removed",
-        description="Drops every monthly agent_logs partition whose whole month ended more than DURATION ago "
-        "(a month partly inside the cutoff is kept), and deletes the messages rows (conversation archive) "
-        "that occurred before the cutoff. token_usage, "
-        "transcript_files, agents and sessions are not touched, so costs keep their history. "
-        "agent_logs_default is never dropped; rows in it older than the cutoff are reported. "
+        help="drop the agent_logs and messages partitions older than a duration, and say what was removed",
+        description="Drops every monthly partition of agent_logs (hook events) and messages (the conversation "
+        "archive) whose whole month ended more than DURATION ago (a month partly inside the cutoff is kept). "
+        "token_usage, transcript_files, agents and sessions are not touched, so costs keep their history. "
+        "agent_logs_default and messages_default are never dropped; rows in them older than the cutoff, and "
+        "messages rows without a timestamp, are reported. "
         "Needs the role that owns the schema.",
     )
     pn.add_argument(
@@ -95,7 +97,7 @@ def _ensure_partitions(settings: config.Settings, url: str, ahead: int | None, s
         moved = result.moved.get(name)
         print(
             f"created {name}"
-            + (f" ({moved} rows moved in from agent_logs_default)" if moved else "")
+            + (f" ({moved} rows moved in from {result.table_of[name].default_partition})" if moved else "")
         )
     log.info("partitions_ensured", created=len(result.created), moved=sum(result.moved.values()))
 
@@ -110,7 +112,7 @@ def cmd_maintain(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(settings: config.Settings, args: argparse.Namespace) -> int:
-    from daemon import messages, migrations, partitions
+    from daemon import migrations, partitions
     from daemon.quarantine import parse_duration
 
     try:
@@ -142,17 +144,22 @@ def cmd_prune(settings: config.Settings, args: argparse.Namespace) -> int:
                 attempts=partitions.MAINTAIN_ATTEMPTS,
                 on_drop=report,
             )
-            archived = messages.prune(conn, result.cutoff, dry_run=args.dry_run)
-    print(f"prune: {verb} {len(result.dropped)} partitions, {result.rows} rows of agent_logs older than "
-          f"{result.cutoff:%Y-%m-%d %H:%M} UTC (token_usage and transcript_files are kept)")  # fmt: skip
-    if result.default_rows_older:
-        print(f"note: {result.default_rows_older} rows older than the cutoff are in {partitions.DEFAULT_PARTITION} "
-              "(their month had no partition when they arrived) and were kept: `session-db maintain "
-              "--split-default` gives them monthly partitions, then prune again")  # fmt: skip
-    print(f"prune: {'would delete' if args.dry_run else 'deleted'} {archived} messages rows older than "
-          f"{result.cutoff:%Y-%m-%d %H:%M} UTC (the conversation archive, by occurred_at)")  # fmt: skip
-    log.info("pruned", partitions=len(result.dropped), rows=result.rows, messages=archived,
-             dry_run=args.dry_run)  # fmt: skip
+    when = f"{result.cutoff:%Y-%m-%d %H:%M} UTC"
+    for table in partitions.TABLES:
+        print(f"prune: {verb} {len(result.dropped_of(table))} partitions, {result.rows_of(table)} rows of "
+              f"{table.name} older than {when}")  # fmt: skip
+        older = result.older_in_default.get(table, 0)
+        if older:
+            print(f"note: {older} rows older than the cutoff are in {table.default_partition} (their month "
+                  "had no partition when they arrived) and were kept: `session-db maintain --split-default` "
+                  "gives them monthly partitions, then prune again")  # fmt: skip
+        undated = result.undated_in_default.get(table, 0)
+        if undated:
+            print(f"note: {undated} rows without a timestamp are in {table.default_partition}; prune "
+                  "keeps them (their age is unknown)")  # fmt: skip
+    print("prune: token_usage and transcript_files are kept")
+    log.info("pruned", partitions=len(result.dropped), rows=result.rows,
+             messages=result.rows_of(partitions.MESSAGES), dry_run=args.dry_run)  # fmt: skip
     return EX_OK
 
 

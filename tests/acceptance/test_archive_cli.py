@@ -119,20 +119,30 @@ def test_archive_show_prints_the_main_session_in_order(env: Env) -> None:
     assert 1 == sum("$" in line for line in text if line.startswith("── turn"))
 
 
-def test_archive_prune_removes_messages_by_age(env: Env) -> None:
-    """`prune --older-than` deletes the archived rows older than the cutoff (the fixture's are
-    from 2026-11-23); --dry-run only counts them; token usage stays."""
+def test_archive_prune_removes_messages_by_month(env: Env) -> None:
+    """The backfilled archive (the fixture's entries are from 2026-11-23, before the first monthly
+    partition of messages) waits in messages_default, which `prune --older-than` reports and
+    keeps; `maintain --split-default` gives it its month, and prune then drops that month's
+    partition with every row (--dry-run only counts them); token usage stays."""
     backfilled(env)
     with psycopg.connect(env.db_url) as conn:
         rows = conn.execute("SELECT count(*) FROM messages").fetchone()
     assert rows is not None
     assert rows[0] > 0
-    dry = cli(env, "prune", "--older-than", "2d", "--dry-run")
+    kept = cli(env, "prune", "--older-than", "1d")
+    assert 0 == kept.returncode, kept.stderr[-3000:]
+    assert "prune: dropped 0 partitions, 0 rows of messages older than" in kept.stdout
+    assert f"note: {rows[0]} rows older than the cutoff are in messages_default" in kept.stdout
+    split = cli(env, "maintain", "--split-default")
+    assert 0 == split.returncode, split.stderr[-3000:]
+    assert f"created messages_2026_11 ({rows[0]} rows moved in from messages_default)" in split.stdout
+    dry = cli(env, "prune", "--older-than", "1d", "--dry-run")
     assert 0 == dry.returncode, dry.stderr[-3000:]
-    assert f"would delete {rows[0]} messages rows older than" in dry.stdout
-    done = cli(env, "prune", "--older-than", "2d")
+    assert f"would drop messages_2026_11  2026-11-01 .. 2026-12-01  {rows[0]} rows" in dry.stdout
+    done = cli(env, "prune", "--older-than", "1d")
     assert 0 == done.returncode, done.stderr[-3000:]
-    assert f"deleted {rows[0]} messages rows older than" in done.stdout
+    assert f"dropped messages_2026_11  2026-11-01 .. 2026-12-01  {rows[0]} rows" in done.stdout
+    assert f"prune: dropped 1 partitions, {rows[0]} rows of messages older than" in done.stdout
     with psycopg.connect(env.db_url) as conn:
         assert (0, 7) == conn.execute(
             "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM token_usage)"

@@ -77,11 +77,14 @@ WEIGHTS = {
 }
 MESSAGE_ROLES = ("user", "assistant", "system", "attachment")  # daemon/messages.py ROLES
 RESET = "TRUNCATE messages, token_usage, transcript_files, agents CASCADE"
+# Summed over the leaves of messages (its monthly partitions and DEFAULT, alembic 0008b; the table
+# itself when it is not partitioned): a partitioned parent stores nothing.
 STORAGE = """
-SELECT count(*), pg_relation_size('messages'),
-    coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0), pg_indexes_size('messages'),
+SELECT (SELECT count(*) FROM messages), sum(pg_relation_size(t.relid))::bigint,
+    sum(coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0))::bigint,
+    sum(pg_indexes_size(t.relid))::bigint,
     (SELECT string_agg(DISTINCT coalesce(pg_column_compression(content), 'inline'), ',') FROM messages)
-FROM messages, pg_class c WHERE c.oid = 'messages'::regclass GROUP BY c.reltoastrelid
+FROM pg_partition_tree('messages') t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf
 """
 COUNTERS = ("input", "cw5m", "cw1h", "cache_read", "output")
 

@@ -227,21 +227,3 @@ def test_messages_redacted_and_capped_like_payloads(
     assert (len(original), hashlib.sha256(original).hexdigest()) == (size, sha)
     assert "truncated" in transforms
     assert len(text) == 1000
-
-
-def test_messages_prune_removes_rows_by_age(
-    db_url: str, sink: PostgresSink, tmp_path: Path
-) -> None:
-    """prune deletes the rows older than the cutoff and keeps the others."""
-    work = tmp_path / "main"
-    shutil.copytree(FIXTURES / "transcripts" / "main", work)
-    read(sink, sorted(work.rglob("*.jsonl")))
-    times = [r[0] for r in query(db_url, "SELECT occurred_at FROM messages ORDER BY occurred_at")]
-    cutoff = times[len(times) // 2]
-    older = sum(t < cutoff for t in times)
-    assert 0 < older < len(times)
-    with psycopg.connect(db_url) as conn:
-        assert older == archive_rows.prune(conn, cutoff, dry_run=True)
-        assert older == archive_rows.prune(conn, cutoff, dry_run=False)
-    assert len(times) - older == query(db_url, "SELECT count(*) FROM messages")[0][0]
-    assert [] == query(db_url, "SELECT 1 FROM messages WHERE occurred_at < %s", (cutoff,))

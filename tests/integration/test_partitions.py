@@ -140,7 +140,7 @@ def test_partitions_prune_drops_exactly_the_old_partitions(conn: Conn) -> None:
     assert [2, 2, 2] == [p.rows for p in result.dropped]
     assert result.dropped == dropped
     assert 6 == result.rows
-    assert 2 == result.default_rows_older
+    assert 2 == result.older_in_default[partitions.AGENT_LOGS]
     after = placement(conn)
     assert {k: v for k, v in before.items() if k not in gone} == after
     assert set(gone).isdisjoint(names(conn))
