@@ -107,6 +107,26 @@ def test_spool_non_utf8_name_quarantined_ingest_keeps_going(env: Env) -> None:
     assert_oracle(env, good | {bad})
 
 
+def test_spool_non_utf8_name_under_the_running_daemon_is_quarantined_and_ingestion_goes_on(
+    env: Env, start_daemon: Callable[..., Daemon]
+) -> None:
+    """Under `session-db run` (watcher included), a file whose name is not UTF-8 is quarantined
+    `undecodable_name`, the daemon keeps running, and events written after it still land."""
+    daemon = start_daemon()
+    daemon.wait_logged("watching")
+    bad = os.fsdecode(b"1795436016586690803.P1R\xff\xfe01.host")
+    (env.spool / "new" / bad).write_bytes(
+        encode(small_payload(9), event="Notification", received_ns=1, host="h")
+    )
+    wait_for(lambda: bad in quarantine_reasons(env), timeout=30, what="the quarantine")
+    good = {write_event(env.spool, small_payload(i), event="Notification") for i in range(3)}
+    wait_for(lambda: env.rows() == 3, timeout=30, what="the events after it")
+    assert daemon.proc.poll() is None, daemon.log.read_text()[-3000:]
+    assert {bad: "undecodable_name"} == quarantine_reasons(env)
+    assert 0 == daemon.stop()
+    assert_oracle(env, good | {bad})
+
+
 def test_json_numbers_beyond_orjson_stored_exactly(
     env: Env, start_daemon: Callable[..., Daemon]
 ) -> None:

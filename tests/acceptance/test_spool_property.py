@@ -1,12 +1,11 @@
 """Issue 12: random entries planted in new/ among hooked events, while the real daemon runs.
 
 Hypothesis draws lists of entries: events delivered by the real hook, random bytes, empty and
-oversize files, JSON objects from a foreign writer, odd (UTF-8) names, FIFOs, Unix sockets,
-character devices and symlinks. After each list the §5 oracle (docs/design/spool.md) of reference/reliability.md must
-hold for everything accepted so far (every entry exactly one row or one quarantined file with a
-reason), non-regular files must be quarantined `not_a_regular_file`, and the daemon must still
-be running. Non-UTF-8 names are left to test_hostile_inputs (`ingest --once`): under `run` the
-file watcher's own handling of them belongs to the watcher's fix (issue 12 item 3, other slice).
+oversize files, JSON objects from a foreign writer, odd UTF-8 names, names that are not UTF-8,
+FIFOs, Unix sockets, character devices and symlinks. After each list the oracle of
+docs/design/spool.md §5 must hold for everything accepted so far (every entry exactly one row or
+one quarantined file with a reason), non-regular files must be quarantined `not_a_regular_file`,
+names that are not UTF-8 `undecodable_name`, and the daemon must still be running and ingesting.
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ KINDS = (
     "oversize",
     "foreign_json",
     "symlink",
+    "undecodable_name",
     *NON_REGULAR,
 )
 # Names a writer other than the hook could use: any UTF-8 but "/" and NUL, no leading dot.
@@ -73,6 +73,7 @@ def test_spool_random_entries_settle_and_the_daemon_keeps_ingesting(
     accepted: set[str] = set()
     markers: set[str] = set()
     non_regular: set[str] = set()
+    undecodable: set[str] = set()
     kinds: dict[str, str] = {}  # planted name → kind (for the failure message)
     listeners: list[socket.socket] = []
     counter = itertools.count()
@@ -92,7 +93,13 @@ def test_spool_random_entries_settle_and_the_daemon_keeps_ingesting(
         if kind == "written":
             accepted.add(write_event(env.spool, data, event="Notification", fsync=False))
             return
-        if kind == "random_bytes":
+        if kind == "undecodable_name":
+            raw = b"\xff\xfe-" + os.fsencode(name)  # never valid UTF-8
+            with open(os.path.join(os.fsencode(new), raw), "wb") as fh:
+                fh.write(data)
+            name = os.fsdecode(raw)  # as os.listdir(str) shows it (surrogate escapes)
+            undecodable.add(name)
+        elif kind == "random_bytes":
             path.write_bytes(data)
         elif kind == "empty":
             path.write_bytes(b"")
@@ -160,6 +167,9 @@ def test_spool_random_entries_settle_and_the_daemon_keeps_ingesting(
         quarantined = reasons(env)
         assert dict.fromkeys(non_regular, "not_a_regular_file") == {
             n: quarantined.get(n) for n in non_regular
+        }
+        assert dict.fromkeys(undecodable, "undecodable_name") == {
+            n: quarantined.get(n) for n in undecodable
         }
         assert all(quarantined.values()), "a quarantined file without a reason"
 
