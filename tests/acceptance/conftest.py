@@ -136,6 +136,27 @@ def start_daemon(env: Env, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
             d.kill()
 
 
+CLI_TIMEOUT_S = (
+    300.0  # a one-shot command; generous because a loaded machine starts PostgreSQL slowly
+)
+
+
+def cli(
+    env: Env, *args: str, timeout: float = CLI_TIMEOUT_S, cwd: Path | None = None, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`session-db ARGS` as a subprocess with env's settings (plus `extra` variables); text
+    output captured, never raises on a non-zero exit."""
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", *args],
+        env={**env.vars(), **extra},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+    )
+
+
 def run_hook(
     env: Env, payload: bytes, event: str | None, extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:

@@ -5,30 +5,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import psycopg
 
-from tests.acceptance.conftest import Env
+from tests.acceptance.conftest import Env, cli
 from tests.conftest import FIXTURES
 
 MAIN_SID = "05e00ce7-caef-4c5c-93ef-fa0df076b5b2"
 SUBAGENT = "a4559b86e76dea3ec"
 ROLES = ("user", "assistant", "system", "attachment")
-
-
-def cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "daemon", *args],
-        env=env.vars(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def backfilled(env: Env) -> Path:
@@ -135,7 +122,9 @@ def test_archive_prune_removes_messages_by_month(env: Env) -> None:
     assert f"note: {rows[0]} rows older than the cutoff are in messages_default" in kept.stdout
     split = cli(env, "maintain", "--split-default")
     assert 0 == split.returncode, split.stderr[-3000:]
-    assert f"created messages_2026_11 ({rows[0]} rows moved in from messages_default)" in split.stdout
+    assert (
+        f"created messages_2026_11 ({rows[0]} rows moved in from messages_default)" in split.stdout
+    )
     dry = cli(env, "prune", "--older-than", "1d", "--dry-run")
     assert 0 == dry.returncode, dry.stderr[-3000:]
     assert f"would drop messages_2026_11  2026-11-01 .. 2026-12-01  {rows[0]} rows" in dry.stdout

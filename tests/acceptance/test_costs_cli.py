@@ -4,31 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from tests.acceptance.conftest import Env, wait_for
+from tests.acceptance.conftest import Env, cli, wait_for
 from tests.conftest import FIXTURES
 from tests.support.spoolwriter import write_event
 
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())["scenarios"]
 RECORDED_PROJECTS = "/tmp/ccrun/home/.claude/projects/-tmp-ccrun-work-"
-
-
-def cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "daemon", *args],
-        env=env.vars(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def costs(env: Env) -> dict[str, Decimal]:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.acceptance.conftest import Env
-from tests.acceptance.test_costs_cli import cli
+from tests.acceptance.conftest import Env, cli
 from tests.conftest import FIXTURES
 
 

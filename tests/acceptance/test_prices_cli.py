@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.acceptance.conftest import Env
+from tests.acceptance.conftest import Env, cli
 from tests.conftest import fresh_database
 
 EX_USAGE = 64
@@ -26,17 +24,6 @@ PRICE_ROWS = (
     " fast_multiplier, data_residency_multiplier, web_search_usd_per_1k, note"
     " FROM prices ORDER BY model_prefix, effective_from"
 )
-
-
-def cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "daemon", *args],
-        env=env.vars(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def prices(url: str) -> list[tuple[Any, ...]]:

@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -20,6 +19,7 @@ import pytest
 
 from daemon.errors import EX_CONFIG, EX_TEMPFAIL
 from tests.acceptance.conftest import Daemon, Env, run_hook, wait_for
+from tests.acceptance.conftest import cli as acceptance_cli
 from tests.support.spoolwriter import write_event
 
 CONNECT_TIMEOUT_S = 2
@@ -28,15 +28,8 @@ UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"  # nothing listens on port 
 
 
 def cli(env: Env, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "daemon", *args],
-        env={**env.vars(), **extra},
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD_S,
-        check=False,
-        cwd=env.root,
-    )
+    """A command run in env's root, killed (and the test failed) when it hangs."""
+    return acceptance_cli(env, *args, timeout=HANG_GUARD_S, cwd=env.root, **extra)
 
 
 def log_events(stderr: str) -> list[dict[str, object]]:

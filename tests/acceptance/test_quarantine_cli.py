@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
 import psycopg
 
-from tests.acceptance.conftest import Env, assert_oracle
+from tests.acceptance.conftest import Env, assert_oracle, cli
 from tests.conftest import FIXTURES
 from tests.support.spoolwriter import write_event, write_raw
-
-
-def cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "daemon", *args]
-    return subprocess.run(
-        cmd, env=env.vars(), capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def test_quarantine_replay_after_fix_lands_the_row(env: Env) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.acceptance.conftest import Env
-from tests.acceptance.test_costs_cli import RECORDED_PROJECTS, cli
+from tests.acceptance.conftest import Env, cli
+from tests.acceptance.test_costs_cli import RECORDED_PROJECTS
 from tests.conftest import FIXTURES, REPO
 from tests.support.spoolwriter import write_event
 
@@ -62,7 +62,8 @@ def test_report_html_renders_offline_with_the_fixture_numbers(env: Env, page_fil
         page.on("request", lambda r: requests.append(r.url))
         page.goto(page_file.as_uri())
         page.wait_for_function(
-            "ids => ids.every(id => document.querySelector('#' + id + ' .main-svg'))", arg=list(CHARTS)
+            "ids => ids.every(id => document.querySelector('#' + id + ' .main-svg'))",
+            arg=list(CHARTS),
         )
         data = page.evaluate(
             "ids => Object.fromEntries(ids.map(id => [id, document.getElementById(id).data"
@@ -86,7 +87,8 @@ def test_report_html_renders_offline_with_the_fixture_numbers(env: Env, page_fil
     )
     assert [float(c) for (c,) in sessions] == data["top-sessions"][0]["x"]
     tools = query(
-        env, "SELECT tool_name, p50_ms, p95_ms FROM tool_stats WHERE p50_ms IS NOT NULL ORDER BY p95_ms DESC, 1"
+        env,
+        "SELECT tool_name, p50_ms, p95_ms FROM tool_stats WHERE p50_ms IS NOT NULL ORDER BY p95_ms DESC, 1",
     )
     assert tools
     p50, p95 = data["tool-durations"]

@@ -11,8 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.acceptance.conftest import Env
-from tests.acceptance.test_costs_cli import cli
+from tests.acceptance.conftest import Env, cli
 from tests.conftest import FIXTURES
 
 
@@ -75,7 +74,12 @@ def test_report_cli_table_fits_columns_and_csv_parses(backfilled: Env) -> None:
 
 def test_projects_alias_groups_directories_in_reports(backfilled: Env) -> None:
     """projects alias PATH NAME: both directories count as NAME in report projects; rm undoes it."""
-    dirs = [d for (d,) in query(backfilled, "SELECT DISTINCT cwd FROM token_usage WHERE cwd IS NOT NULL ORDER BY 1")]
+    dirs = [
+        d
+        for (d,) in query(
+            backfilled, "SELECT DISTINCT cwd FROM token_usage WHERE cwd IS NOT NULL ORDER BY 1"
+        )
+    ]
     for d in dirs[:2]:
         done = cli(backfilled, "projects", "alias", d + "/", "demo")
         assert 0 == done.returncode, done.stderr[-2000:]
@@ -84,7 +88,9 @@ def test_projects_alias_groups_directories_in_reports(backfilled: Env) -> None:
     assert "demo" in listing
     doc = json.loads(cli(backfilled, "report", "projects", "--json").stdout)
     ((n,),) = query(backfilled, "SELECT count(*) FROM token_usage WHERE cwd = ANY(%s)", dirs[:2])
-    assert {"demo": n} == {r["project"]: r["responses"] for r in doc["rows"] if r["project"] == "demo"}
+    assert {"demo": n} == {
+        r["project"]: r["responses"] for r in doc["rows"] if r["project"] == "demo"
+    }
     assert 0 == cli(backfilled, "projects", "rm", dirs[0]).returncode
     assert 1 == cli(backfilled, "projects", "rm", "/no/such/dir").returncode
     doc = json.loads(cli(backfilled, "report", "projects", "--json").stdout)
@@ -107,7 +113,11 @@ def test_budget_exceeded_is_logged_once_per_period(backfilled: Env) -> None:
     assert 0 == first.returncode, first.stderr[-2000:]
     (alert,) = logged(first.stderr, "budget_exceeded")
     assert "warning" == alert["level"]
-    assert ("daily", "0.25", "0.450000") == (alert["period"], alert["limit_usd"], alert["spent_usd"])
+    assert ("daily", "0.25", "0.450000") == (
+        alert["period"],
+        alert["limit_usd"],
+        alert["spent_usd"],
+    )
     second = cli(backfilled, "ingest", "--once")
     assert [] == logged(second.stderr, "budget_exceeded")
     status = cli(backfilled, "status")

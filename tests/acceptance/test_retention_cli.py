@@ -14,20 +14,7 @@ from psycopg import sql
 
 from daemon import partitions
 from daemon.resources import data_path
-from tests.acceptance.conftest import Env
-from tests.conftest import REPO
-
-
-def cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "daemon", *args],
-        cwd=REPO,
-        env=env.vars(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.acceptance.conftest import Env, cli
 
 
 def months_ago(n: int) -> datetime:

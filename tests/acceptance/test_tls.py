@@ -14,7 +14,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from psycopg import sql
 from pytest_postgresql.executors import PostgreSQLExecutor
 
 from daemon import migrations
-from tests.acceptance.conftest import Daemon, Env, wait_for
+from tests.acceptance.conftest import Daemon, Env, cli, wait_for
 from tests.conftest import PG_CTL, PG_USER
 from tests.support.workload import spool_workload
 
@@ -138,17 +137,6 @@ def dbname(secure: SecureServer) -> Iterator[str]:
     yield name
     with psycopg.connect(secure.url("postgres"), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def cli(env: Env, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "daemon", *args],
-        env={**env.vars(), **extra},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def hook_rows(url: str) -> int:
