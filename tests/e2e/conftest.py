@@ -300,7 +300,12 @@ class Lab:
         root = tmp_path / "session-db"
         (root / "home").mkdir(parents=True)
         self.data_dir = root / "data"
-        self.env = Env(root, db_url, extra={"HOME": str(root / "home")})
+        # Each project runs Claude Code with a HOME of its own (under tmp_path), so the daemon,
+        # which reads transcripts only below Claude's projects/ folders, is told where they are.
+        self.env = Env(
+            root, db_url,
+            extra={"HOME": str(root / "home"), "SESSION_DB_TRANSCRIPT_ROOTS": str(tmp_path)},
+        )  # fmt: skip
         self.daemon: Daemon | None = None
 
     # -- setup ------------------------------------------------------------------------------
@@ -438,6 +443,22 @@ class Lab:
     def _quarantined(self) -> list[str]:
         q = self.env.spool / "quarantine"
         return sorted(f.name for f in q.iterdir()) if q.exists() else []
+
+    def stored_for(self, session_id: str, event_type: str, wait_s: float = 10.0) -> int:
+        """Rows of `event_type` for the session once the spool is drained (waits up to wait_s)."""
+
+        def count() -> int:
+            ((n,),) = self.query(
+                "SELECT count(*) FROM agent_logs WHERE claude_session_id = %s AND event_type = %s",
+                session_id,
+                event_type,
+            )
+            return int(n)
+
+        deadline = time.monotonic() + wait_s
+        while count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return count()
 
     def settle(self, p: Project, session_id: str) -> None:
         """Wait until every captured event is a row and every transcript byte has been read."""
