@@ -141,13 +141,13 @@ def test_sink_abort_without_a_write_is_harmless(sink: Sink) -> None:
 def test_sink_workflow_state_applied_once_per_content(sink: Sink) -> None:
     """One state.json content (sha256) is applied once; a new content with a new status
     reports the change from the stored status, with the same session id."""
-    first = sink.apply_workflow_state(workflow("a" * 64, "executing"))
+    first = sink.apply_workflow_state(workflow("a" * 64, "plan"))
     assert first is not None
-    assert (None, "executing", True) == (first.old_status, first.new_status, first.changed)
-    assert sink.apply_workflow_state(workflow("a" * 64, "executing")) is None
-    second = sink.apply_workflow_state(workflow("b" * 64, "completed"))
+    assert (None, "plan", True) == (first.old_status, first.new_status, first.changed)
+    assert sink.apply_workflow_state(workflow("a" * 64, "plan")) is None
+    second = sink.apply_workflow_state(workflow("b" * 64, "build"))
     assert second is not None
-    assert ("executing", "completed", True) == (
+    assert ("plan", "build", True) == (
         second.old_status,
         second.new_status,
         second.changed,
@@ -155,12 +155,22 @@ def test_sink_workflow_state_applied_once_per_content(sink: Sink) -> None:
     assert first.session_id == second.session_id
 
 
+def test_sink_workflow_state_unknown_status_refused(sink: Sink) -> None:
+    """A status outside schema.SESSION_STATUSES is refused as a permanent error (the column's
+    CHECK), and nothing is stored: the same content can then be applied with a valid status."""
+    with pytest.raises(PermanentRowError):
+        sink.apply_workflow_state(workflow("d" * 64, "executing"))
+    applied = sink.apply_workflow_state(workflow("d" * 64, "plan"))
+    assert applied is not None
+    assert (None, "plan") == (applied.old_status, applied.new_status)
+
+
 def test_sink_workflow_state_same_status_is_no_change(sink: Sink) -> None:
     """A new content without a status keeps the stored one and reports no status change."""
-    sink.apply_workflow_state(workflow("a" * 64, "executing"))
+    sink.apply_workflow_state(workflow("a" * 64, "plan"))
     applied = sink.apply_workflow_state(workflow("c" * 64, None))
     assert applied is not None
-    assert ("executing", False) == (applied.new_status, applied.changed)
+    assert ("plan", False) == (applied.new_status, applied.changed)
 
 
 def test_sink_transcripts_registered_once_listed_in_path_order(sink: Sink) -> None:

@@ -5,7 +5,8 @@ What the consumers rely on, kept here and checked against PostgreSQL by tests/co
 - a batch is one transaction: a refused row (`refuse_tool_name`, like a CHECK constraint)
   fails the whole batch with PermanentRowError and stores nothing of it;
 - token usage is unique by (message_id, request_id) (a repeat is merged: "updated"),
-  messages by uuid, a workflow's content by its sha256 per slug;
+  messages by uuid, a workflow's content by its sha256 per slug; a session status outside
+  schema.SESSION_STATUSES is refused (PermanentRowError), as the column's CHECK does;
 - transcript registrations are unique by path, offsets move only with their commit.
 Faults the tests can ask for: `fail_next` raises the given errors on the next writes (before
 anything is stored), and `hang_next` makes the next write_events block until `abort()`,
@@ -26,6 +27,7 @@ from daemon.cost_states import CostState
 from daemon.errors import PermanentRowError, TransientDbError
 from daemon.event_rows import event_uid, ns_to_datetime
 from daemon.events import Event
+from daemon.schema import SESSION_STATUSES
 from daemon.sink_port import (
     AgentKey,
     AppliedState,
@@ -125,6 +127,10 @@ class FakeSink:
 
     def apply_workflow_state(self, state: WorkflowState) -> AppliedState | None:
         self._fault()
+        if state.status is not None and state.status not in SESSION_STATUSES:
+            raise PermanentRowError(
+                f"status {state.status!r} violates sessions_status_check", CHECK_VIOLATION
+            )
         known = self.workflows.get(state.slug)
         if known is not None and known.sha256 == state.sha256:
             return None
