@@ -78,7 +78,6 @@ class DrainStats:
     quarantined: int = 0
     deferred: int = 0
     redactions: int = 0  # secrets replaced by markers in the parsed events
-    roots: set[str] = field(default_factory=set)
 
 
 class Ingestor:
