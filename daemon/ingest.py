@@ -347,7 +347,9 @@ class Ingestor:
 
     def _bisect(self, events: list[Event], error: str, sqlstate: str | None) -> Outcome:
         if len(events) == 1:
-            ok = self.spool.quarantine_file(events[0].spool_name, "db_rejected", error, sqlstate=sqlstate)
+            ok = self.spool.quarantine_file(
+                events[0].spool_name, "db_rejected", error, sqlstate=sqlstate
+            )
             log.warning(
                 "event_quarantined",
                 file=events[0].spool_name,

@@ -8,8 +8,8 @@ What the consumers rely on, kept here and checked against PostgreSQL by tests/co
   messages by uuid, a workflow's content by its sha256 per slug; a session status outside
   schema.SESSION_STATUSES is refused (PermanentRowError), as the column's CHECK does;
 - transcript registrations are unique by path, offsets move only with their commit.
-Faults the tests can ask for: `fail_next` raises the given errors on the next writes (before
-anything is stored), and `hang_next` makes the next write_events block until `abort()`,
+Faults the tests can ask for: `fail_next` raises the given errors on the next calls (of one
+method, if named; before anything is stored), and `hang_next` makes the next write_events block until `abort()`,
 which then fails it with TransientDbError (a peer that stopped answering).
 """
 
@@ -65,7 +65,7 @@ class FakeSink:
     workflows: dict[str, _Workflow] = field(default_factory=dict)
     phase_uids: set[str] = field(default_factory=set)
     refused_tool_names: set[str] = field(default_factory=set)
-    _faults: list[Exception] = field(default_factory=list)
+    _faults: list[tuple[str | None, Exception]] = field(default_factory=list)
     _hangs: int = 0
     _aborted: threading.Event = field(default_factory=threading.Event)
     hanging: threading.Event = field(default_factory=threading.Event)  # set while a write hangs
@@ -76,17 +76,18 @@ class FakeSink:
         """Refuse rows with this tool_name (as a CHECK constraint would)."""
         self.refused_tool_names.add(name)
 
-    def fail_next(self, *errors: Exception) -> None:
-        """The next len(errors) writes raise these, one each, storing nothing."""
-        self._faults.extend(errors)
+    def fail_next(self, *errors: Exception, method: str | None = None) -> None:
+        """The next len(errors) calls (of `method` only, if given) raise these, one each,
+        storing nothing."""
+        self._faults.extend((method, e) for e in errors)
 
     def hang_next(self) -> None:
         """The next write_events blocks until abort(), then fails with TransientDbError."""
         self._hangs += 1
 
-    def _fault(self) -> None:
-        if self._faults:
-            raise self._faults.pop(0)
+    def _fault(self, method: str) -> None:
+        if self._faults and self._faults[0][0] in (None, method):
+            raise self._faults.pop(0)[1]
 
     # --- events ------------------------------------------------------------------------------
 
@@ -94,7 +95,7 @@ class FakeSink:
         self, events: Sequence[Event], before_commit: Callable[[], None] | None = None
     ) -> WriteResult:
         self.batches.append(len(events))
-        self._fault()
+        self._fault("write_events")
         if self._hangs:
             self._hangs -= 1
             self._aborted.clear()
@@ -109,7 +110,7 @@ class FakeSink:
                     CHECK_VIOLATION,
                 )
         obs = observe_agents(events)
-        fresh = {}
+        fresh: dict[tuple[str, datetime], Event] = {}
         for e in events:
             key = (event_uid(e.spool_name, e.host), ns_to_datetime(e.received_ns))
             if key not in self.events:
@@ -126,7 +127,7 @@ class FakeSink:
     # --- workflows -----------------------------------------------------------------------
 
     def apply_workflow_state(self, state: WorkflowState) -> AppliedState | None:
-        self._fault()
+        self._fault("apply_workflow_state")
         if state.status is not None and state.status not in SESSION_STATUSES:
             raise PermanentRowError(
                 f"status {state.status!r} violates sessions_status_check", CHECK_VIOLATION
@@ -148,7 +149,7 @@ class FakeSink:
     # --- transcripts ---------------------------------------------------------------------
 
     def register_transcripts(self, files: Sequence[tuple[str, str | None, str | None]]) -> int:
-        self._fault()
+        self._fault("register_transcripts")
         new = 0
         for path, sid, aid in files:
             if path not in self.transcripts:
@@ -157,17 +158,17 @@ class FakeSink:
         return new
 
     def transcript_files(self, only: Iterable[str] | None = None) -> list[FileState]:
-        self._fault()
+        self._fault("transcript_files")
         wanted = set(self.transcripts) if only is None else set(only) & set(self.transcripts)
         return [replace(self.transcripts[p]) for p in sorted(wanted)]
 
     def mark_transcript_missing(self, path: str) -> None:
-        self._fault()
+        self._fault("mark_transcript_missing")
         if path in self.transcripts:
             self.transcripts[path].missing = True
 
     def commit_transcripts(self, write: TranscriptWrite) -> TranscriptCommit:
-        self._fault()
+        self._fault("commit_transcripts")
         inserted = updated = archived = 0
         for u in write.usages:
             known = self.usages.get(u.key)
