@@ -4,6 +4,9 @@ Latest-state convergence: every distinct content the daemon observes is applied 
 (keyed by its sha256); a partial or invalid file keeps the last good row and is tried
 again when it changes; a deleted folder keeps its rows. Each observed status change
 becomes one `agent_logs` row with event_category 'phase'.
+
+These are workflow sessions (the `sessions` table, one per slug), not Claude Code sessions.
+Storage goes through the Sink port (daemon/sink_port.py): `apply_workflow_state`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from daemon.redaction import Redactor
 from daemon.schema import AGENT_STATUSES, SESSION_STATUSES, SESSION_TYPES
 from daemon.sink_port import Sink, StateAgent, WorkflowState
 
-log = structlog.get_logger("session_db.sessions")
+log = structlog.get_logger("session_db.workflows")
 
 STATE_FILE = "state.json"
 STATE_MAX_BYTES = 64 * 2**20  # a state.json larger than this is not read (warned once)
