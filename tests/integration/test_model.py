@@ -60,7 +60,8 @@ from daemon.errors import TransientDbError
 from daemon.events import Event
 from daemon.ingest import Ingestor
 from daemon.schema import SESSION_STATUSES, SESSION_TYPES
-from daemon.sink import PostgresSink, WriteResult
+from daemon.sink import PostgresSink
+from daemon.sink_port import WriteResult
 from daemon.spool import REASON_SUFFIX, Spool, write_durably
 from daemon.workflows import SessionTracker
 from tests.conftest import FIXTURES
