@@ -563,7 +563,7 @@ WHERE NOT c.compacted
 """
 
 # A session's cost state replaces the stored one only when later: larger (totalDuration,
-# totalCostUSD); its per-model figures are written only then (daemon/transcripts.py docstring).
+# totalCostUSD); its per-model figures are written only then (daemon/cost_states.py docstring).
 UPSERT_COST_STATE = """
 WITH s AS (
     INSERT INTO cost_states AS c (claude_session_id, host, transcript_path, total_cost_usd,

@@ -79,7 +79,7 @@ class BadEvent(Exception):
 class Event:
     """One parsed hook event, ready for COPY."""
 
-    uid: str
+    spool_name: str  # the spool file name (the row key event_uid derives from it)
     host: str
     received_ns: int
     event_type: str
@@ -371,7 +371,7 @@ def parse(
 
     env = {k: header.get("env." + k) or None for k in ENV_KEYS}
     return Event(
-        uid=name,
+        spool_name=name,
         host=host,
         received_ns=received_ns,
         event_type=event_type,

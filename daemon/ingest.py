@@ -20,7 +20,7 @@ import structlog
 from daemon.errors import PermanentRowError, RefusedInputError, UnknownDbError
 from daemon.events import BadEvent, Event, parse
 from daemon.redaction import Redactor
-from daemon.sink import PostgresSink
+from daemon.sink_port import Sink
 from daemon.spool import (
     NOT_REGULAR,
     TOO_LARGE,
@@ -78,7 +78,6 @@ class DrainStats:
     quarantined: int = 0
     deferred: int = 0
     redactions: int = 0  # secrets replaced by markers in the parsed events
-    roots: set[str] = field(default_factory=set)
 
 
 class Ingestor:
@@ -87,7 +86,7 @@ class Ingestor:
     def __init__(
         self,
         spool: Spool,
-        sink: PostgresSink,
+        sink: Sink,
         *,
         host: str,
         batch_max_files: int,
@@ -344,14 +343,16 @@ class Ingestor:
                 return self._write(events, attempt + 1)
             return self._bisect(events, str(exc), exc.sqlstate)
         self._maybe_pause("post_commit")
-        return Outcome(result.inserted, result.duplicates, 0, [e.uid for e in events])
+        return Outcome(result.inserted, result.duplicates, 0, [e.spool_name for e in events])
 
     def _bisect(self, events: list[Event], error: str, sqlstate: str | None) -> Outcome:
         if len(events) == 1:
-            ok = self.spool.quarantine_file(events[0].uid, "db_rejected", error, sqlstate=sqlstate)
+            ok = self.spool.quarantine_file(
+                events[0].spool_name, "db_rejected", error, sqlstate=sqlstate
+            )
             log.warning(
                 "event_quarantined",
-                file=events[0].uid,
+                file=events[0].spool_name,
                 reason="db_rejected",
                 sqlstate=sqlstate,
                 error=error,

@@ -32,12 +32,12 @@ from daemon.messages import MessageArchive
 from daemon.notify import notify, watchdog_interval_s
 from daemon.price_drift import DriftWatch
 from daemon.redaction import Redactor
-from daemon.sessions import SessionTracker, sessions_dir
 from daemon.signals import StopSignals, Waker
 from daemon.sink import PostgresSink
 from daemon.spool import Backlog, Spool
 from daemon.transcripts import TRIGGER_EVENTS, ReadStats, TranscriptReader
 from daemon.watcher import WATCHER_RESTART_BASE_S, WATCHER_RESTART_CAP_S, Watcher, describe_error
+from daemon.workflows import SessionTracker, sessions_dir
 
 log = structlog.get_logger("session_db.service")
 

@@ -1,131 +1,40 @@
-"""PostgreSQL sink: one transaction per batch of events, idempotent by event_uid."""
+"""PostgresSink: the Sink port (daemon/sink_port.py) on PostgreSQL, with db.py's statements.
+
+One transaction per batch of events (idempotent by event_uid), per state.json content and per
+batch of transcript rows; one connection, reopened after a failure."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
+from psycopg.types.json import Jsonb
 
 from daemon import db
-from daemon.config import LOCK_TIMEOUT_MS, Settings
-from daemon.events import END_EVENTS, SUBAGENT_END_EVENTS, Event
+from daemon.agent_observations import agent_params, observe_agents
+from daemon.cost_states import CostState
+from daemon.event_rows import event_row, ns_to_datetime
+from daemon.events import Event
 from daemon.messages import MessageRow
+from daemon.sink_port import (
+    AppliedState,
+    FileState,
+    TranscriptCommit,
+    TranscriptWrite,
+    WorkflowState,
+    WriteResult,
+)
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SESSIONS_SUBDIR = Path("agents") / "sessions"
-
-
-def ns_to_datetime(ns: int) -> datetime:
-    """Exact to the microsecond (PostgreSQL's resolution)."""
-    return EPOCH + timedelta(microseconds=ns // 1000)
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    """What one committed batch did."""
-
-    inserted: int
-    duplicates: int
-    agents: int
-    backfilled: int
-
-
-@dataclass(slots=True)
-class _AgentObs:
-    sid: str
-    aid: str | None
-    host: str
-    first_ns: int
-    last_ns: int
-    last_is_end: bool
-    own_events: bool = False  # False: only a subagent's events mention this (main) session
-    agent_type: str | None = None
-    model: str | None = None
-    model_ns: int = -1
-    cwd: str | None = None
-    slug: str | None = None
-
-
-def observe_agents(events: Iterable[Event]) -> list[_AgentObs]:
-    """One observation per (claude session, subagent) in the batch, mains included.
-
-    Deduplicated here because ON CONFLICT DO UPDATE may not touch a row twice in one statement.
-    """
-    obs: dict[tuple[str, str | None], _AgentObs] = {}
-    for e in events:
-        if not e.claude_session_id:
-            continue
-        keys: list[tuple[str, str | None]] = [(e.claude_session_id, None)]
-        if e.claude_agent_id:
-            keys.append((e.claude_session_id, e.claude_agent_id))
-        for key in keys:
-            own = key[1] == e.claude_agent_id
-            o = obs.get(key)
-            if o is None:
-                o = obs[key] = _AgentObs(
-                    key[0], key[1], e.host, e.received_ns, e.received_ns, False
-                )
-            o.first_ns = min(o.first_ns, e.received_ns)
-            if not own:
-                continue  # a subagent's event only proves its parent exists
-            if not o.own_events or e.received_ns >= o.last_ns:
-                o.own_events = True
-                o.last_ns = e.received_ns
-                ends = SUBAGENT_END_EVENTS if key[1] else END_EVENTS
-                o.last_is_end = e.event_type in ends
-                o.cwd = e.cwd or o.cwd
-            if e.agent_type and not o.agent_type:
-                o.agent_type = e.agent_type
-            if e.model and e.received_ns >= o.model_ns:
-                o.model, o.model_ns = e.model, e.received_ns
-            if e.workflow_slug and key[1] is None:
-                o.slug = e.workflow_slug
-    return list(obs.values())
-
-
-def _agent_params(items: Sequence[_AgentObs]) -> dict[str, list[Any]]:
-    return {
-        "sid": [o.sid for o in items],
-        "aid": [o.aid for o in items],
-        "agent_type": [o.agent_type for o in items],
-        "model": [o.model for o in items],
-        "status": [
-            ("complete" if o.last_is_end else "executing") if o.own_events else None for o in items
-        ],
-        "cwd": [o.cwd for o in items],
-        "host": [o.host for o in items],
-        "started": [ns_to_datetime(o.first_ns) for o in items],
-        "completed": [
-            ns_to_datetime(o.last_ns) if o.own_events and o.last_is_end else None for o in items
-        ],
-        "last_at": [ns_to_datetime(o.last_ns) if o.own_events else None for o in items],
-        "slug": [o.slug for o in items],
-    }
-
-
-def event_uid(name: str, host: str) -> str:
-    """The row's idempotency key: the spool file name, qualified by the event's host.
-
-    The hook's names end in `.<host>` and are kept as they are; any other name (a foreign
-    writer's) gets `@<host>` appended, so the same file name on two hosts is two events.
-    """
-    return name if name.endswith(f".{host}") else f"{name}@{host}"
-
-
-def event_row(e: Event) -> tuple[Any, ...]:
-    return (
-        event_uid(e.uid, e.host), e.host, e.claude_session_id, e.claude_agent_id, e.event_type, e.tool_name,
-        e.tool_use_id, e.prompt_id, ns_to_datetime(e.received_ns), e.cwd, e.project_dir,
-        e.workflow_slug, e.agent_type, e.payload, e.payload_bytes, e.payload_sha256, e.transforms,
-    )  # fmt: skip
 
 
 def sessions_root_of(project_dir: str) -> str:
@@ -150,16 +59,15 @@ class PostgresSink:
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self.known_roots: set[str] = set()
         self.known_transcripts: set[str] = set()
+        self._temp_table_on: object = None  # the connection whose ingest_usage exists
 
     @classmethod
-    def for_settings(cls, settings: Settings, url: str) -> PostgresSink:
-        return cls(
-            url,
-            host=settings.host,
-            connect_timeout_s=settings.connect_timeout_s,
-            statement_timeout_ms=settings.statement_timeout_ms,
-            lock_timeout_ms=LOCK_TIMEOUT_MS,
-        )
+    def for_settings(cls, settings: Any, url: str) -> PostgresSink:
+        """Transitional: service.py (branch `rooms`) still calls this; sinks are wired from
+        settings by database.postgres_sink. Remove once service.py calls that instead."""
+        from daemon.database import postgres_sink
+
+        return postgres_sink(settings, url)
 
     def connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -193,7 +101,7 @@ class PostgresSink:
                 self.close()
             raise db.classify(exc) from exc
 
-    def write_messages(
+    def _write_messages(
         self, cur: psycopg.Cursor[tuple[Any, ...]], rows: Iterable[MessageRow]
     ) -> int:
         """Insert archive rows inside the caller's transaction (the one that also commits the
@@ -256,7 +164,7 @@ class PostgresSink:
             linked: list[Any] = []
             for group in ([o for o in obs if o.aid is None], [o for o in obs if o.aid is not None]):
                 if group:
-                    cur.execute(db.UPSERT_AGENTS_FROM_EVENTS, _agent_params(group))
+                    cur.execute(db.UPSERT_AGENTS_FROM_EVENTS, agent_params(group))
                     linked.extend(row[0] for row in cur.fetchall() if row[1] is not None)
             if linked:
                 cur.execute(db.LINK_CHILD_AGENTS, (linked,))
@@ -290,3 +198,223 @@ class PostgresSink:
         self.known_roots.update(new_roots)
         self.known_transcripts.update(new_transcripts)
         return WriteResult(inserted, len(events) - inserted, len(obs), backfilled)
+
+    # --- workflow state.json (daemon/workflows.py) -----------------------------------------
+
+    def apply_workflow_state(self, state: WorkflowState) -> AppliedState | None:
+        """One transaction: the sessions row, its agents, their links, and a phase row when the
+        status changed; None when this content is already the stored one."""
+        with self.classified(), db.transaction(self.connection()) as cur:
+            cur.execute(db.SELECT_SESSION_STATE, (self.host, state.slug))
+            row = cur.fetchone()
+            old_status = str(row[1]) if row else None
+            if row and row[2] == state.sha256:
+                return None  # another daemon (or an earlier run) applied this content
+            cur.execute(
+                db.UPSERT_SESSION_STATE,
+                {
+                    "host": self.host,
+                    "slug": state.slug,
+                    "title": state.title,
+                    "status": state.status,
+                    "session_type": state.session_type,
+                    "working_dir": state.working_dir,
+                    "state_path": state.state_path,
+                    "total_cost": state.total_cost,
+                    "state": state.state_json,
+                    "sha": state.sha256,
+                    "created_at": state.created_at,
+                    "completed_at": state.completed_at,
+                },
+            )
+            fetched = cur.fetchone()
+            assert fetched is not None
+            session_id: uuid.UUID = fetched[0]  # type: ignore[assignment]  # uuid column
+            agent_ids = []
+            for agent in state.agents:
+                params = {**asdict(agent), "session_id": session_id, "host": self.host}
+                statement = (
+                    db.UPSERT_STATE_AGENT_BY_SDK
+                    if agent.sdk_session_id
+                    else db.UPSERT_STATE_AGENT_BY_ID
+                )
+                cur.execute(statement, params)
+                agent_row = cur.fetchone()
+                assert agent_row is not None
+                agent_ids.append(agent_row[0])
+            if agent_ids:
+                cur.execute(db.LINK_CHILD_AGENTS, (agent_ids,))
+                children = [r[0] for r in cur.fetchall()]
+                cur.execute(db.BACKFILL_SESSION_LINKS, (agent_ids + children,))
+            new_status = state.status or old_status or "created"
+            changed = row is None or new_status != old_status
+            if changed:
+                payload = {
+                    "from": old_status,
+                    "to": new_status,
+                    "state_sha256": state.sha256,
+                    "state_path": state.state_path,
+                }
+                cur.execute(
+                    db.INSERT_PHASE_EVENT,
+                    {
+                        "uid": f"phase:{self.host}:{state.slug}:{old_status}:{new_status}:"
+                        f"{state.sha256}",
+                        "host": self.host,
+                        "session_id": session_id,
+                        "event_type": new_status,
+                        "occurred_at": ns_to_datetime(state.mtime_ns),
+                        "payload": Jsonb(payload),
+                        "payload_bytes": len(orjson.dumps(payload)),
+                        "slug": state.slug,
+                    },
+                )
+        return AppliedState(session_id, old_status, new_status, changed)
+
+    # --- transcripts (daemon/transcripts.py) ------------------------------------------------
+
+    def register_transcripts(self, files: Sequence[tuple[str, str | None, str | None]]) -> int:
+        if not files:
+            return 0
+        with self.classified(), db.transaction(self.connection()) as cur:
+            cur.execute(
+                db.REGISTER_TRANSCRIPTS,
+                (self.host, [f[0] for f in files], [f[1] for f in files], [f[2] for f in files]),
+            )
+            return cur.rowcount
+
+    def transcript_files(self, only: Iterable[str] | None = None) -> list[FileState]:
+        with self.classified(), db.transaction(self.connection()) as cur:
+            if only is None:
+                cur.execute(db.SELECT_TRANSCRIPTS, (self.host,))
+            else:
+                cur.execute(db.SELECT_TRANSCRIPTS_BY_PATH, (self.host, list(only)))
+            rows = cur.fetchall()
+        return [
+            FileState(
+                path=str(r[0]),
+                claude_session_id=r[1],  # type: ignore[arg-type]  # text column
+                claude_agent_id=r[2],  # type: ignore[arg-type]  # text column
+                byte_offset=int(r[3]),  # type: ignore[call-overload]  # bigint column
+                file_dev=r[4],  # type: ignore[arg-type]  # bigint column
+                file_ino=r[5],  # type: ignore[arg-type]  # bigint column
+                head_sha256=r[6],  # type: ignore[arg-type]  # text column
+                last_prompt_id=r[7],  # type: ignore[arg-type]  # text column
+                missing=r[8] is not None,
+            )
+            for r in rows
+        ]
+
+    def mark_transcript_missing(self, path: str) -> None:
+        with self.classified(), db.transaction(self.connection()) as cur:
+            cur.execute(db.MARK_TRANSCRIPT_MISSING, (self.host, path))
+
+    def commit_transcripts(self, write: TranscriptWrite) -> TranscriptCommit:
+        """One transaction: usage rows, their agents, messages, cost states and every file's
+        new offset. `synchronous_commit` stays on (db.connect): with many files per
+        transaction the WAL flushes are about 2 % of a backfill."""
+        inserted = updated = archived = 0
+        with self.classified():
+            conn = self.connection()
+            with db.transaction(conn) as cur:
+                if self._temp_table_on is not conn:
+                    cur.execute(db.CREATE_USAGE_TABLE)
+                agents = set(write.agents)
+                if write.usages or write.messages:
+                    mains = sorted({sid for sid, _ in agents})
+                    subs = sorted((s, a) for s, a in agents if a is not None)
+                    for group in ([(s, None) for s in mains], subs):
+                        if group:
+                            cur.execute(
+                                db.ENSURE_AGENTS,
+                                (self.host, [k[0] for k in group], [k[1] for k in group]),
+                            )
+                if write.usages:
+                    with cur.copy(db.COPY_USAGE) as copy:
+                        for u in write.usages:
+                            copy.write_row(
+                                (u.message_id, u.request_id, u.claude_session_id, u.claude_agent_id, u.prompt_id,
+                                 u.model, u.input_tokens, u.output_tokens, u.cache_write_5m_tokens,
+                                 u.cache_write_1h_tokens, u.cache_read_tokens, u.web_search_requests,
+                                 u.web_fetch_requests, u.speed, u.service_tier, u.inference_geo, u.occurred_at,
+                                 u.is_sidechain, self.host, u.transcript_path, u.cwd, u.git_branch)
+                            )  # fmt: skip
+                    cur.execute(db.UPSERT_USAGE)
+                    for (was_inserted,) in cur.fetchall():
+                        if was_inserted:
+                            inserted += 1
+                        else:
+                            updated += 1
+                    if write.models:
+                        keys = sorted(write.models, key=lambda k: (k[0], k[1] or ""))
+                        cur.execute(
+                            db.FILL_AGENT_MODELS,
+                            (
+                                [k[0] for k in keys],
+                                [k[1] for k in keys],
+                                [write.models[k] for k in keys],
+                            ),
+                        )
+                if write.messages:
+                    archived = self._write_messages(cur, write.messages)
+                if write.cost_states:
+                    self._write_cost_states(cur, write.cost_states)
+                offsets = sorted(write.offsets, key=lambda o: o.path)
+                cur.execute(
+                    db.UPDATE_TRANSCRIPT_OFFSETS,
+                    {
+                        "host": self.host,
+                        "path": [o.path for o in offsets],
+                        "offset": [o.offset for o in offsets],
+                        "dev": [o.dev for o in offsets],
+                        "ino": [o.ino for o in offsets],
+                        "head": [o.head_sha256 for o in offsets],
+                        "prompt_id": [o.prompt_id for o in offsets],
+                        "lines": [o.lines for o in offsets],
+                    },
+                )
+        self._temp_table_on = conn  # only now: a rolled-back CREATE leaves no table behind
+        return TranscriptCommit(inserted, updated, archived)
+
+    def _write_cost_states(
+        self, cur: psycopg.Cursor[tuple[Any, ...]], states: Mapping[str, CostState]
+    ) -> None:
+        """Compactions, then each session's state where it is later than the stored one."""
+        compacted = sorted(sid for sid, st in states.items() if st.compacted)
+        if compacted:
+            cur.execute(db.MARK_COST_STATES_COMPACTED, (self.host, compacted))
+        rows = []
+        for sid in sorted(states):
+            st = states[sid]
+            if st.total_cost_usd is None:
+                continue
+            models = sorted(st.models)
+            m = [st.models[k] for k in models]
+            rows.append(
+                {
+                    "sid": sid,
+                    "host": self.host,
+                    "path": st.transcript_path,
+                    "total_cost_usd": st.total_cost_usd,
+                    "api_ms": st.total_api_duration_ms,
+                    "api_nr_ms": st.total_api_duration_without_retries_ms,
+                    "tool_ms": st.total_tool_duration_ms,
+                    "duration_ms": st.total_duration_ms,
+                    "lines_added": st.lines_added,
+                    "lines_removed": st.lines_removed,
+                    "started_at": st.started_at,
+                    "unknown": st.has_unknown_model_cost,
+                    "model": models,
+                    "input": [x.input_tokens for x in m],
+                    "output": [x.output_tokens for x in m],
+                    "thinking": [x.thinking_tokens for x in m],
+                    "cache_read": [x.cache_read_tokens for x in m],
+                    "cache_write": [x.cache_write_tokens for x in m],
+                    "cw5m": [x.cache_write_5m_tokens for x in m],
+                    "cw1h": [x.cache_write_1h_tokens for x in m],
+                    "web_search": [x.web_search_requests for x in m],
+                    "cost": [x.cost_usd for x in m],
+                }
+            )
+        if rows:
+            cur.executemany(db.UPSERT_COST_STATE, rows)

@@ -90,7 +90,7 @@ def hook_path() -> Path:
     return REPO / "hooks" / "session-db-hook"
 
 
-LAYERS = ("unit", "integration", "acceptance", "migrations", "e2e", "chaos")
+LAYERS = ("unit", "conformance", "integration", "acceptance", "migrations", "e2e", "chaos")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from daemon.ingest import Ingestor
-from daemon.sessions import SessionTracker
 from daemon.sink import PostgresSink
 from daemon.spool import Spool
+from daemon.workflows import SessionTracker
 
 HOST = "test-host"
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from daemon.ingest import Ingestor
-from daemon.sessions import SessionTracker
 from daemon.sink import PostgresSink
 from daemon.spool import Spool
 from daemon.transcripts import TranscriptReader
+from daemon.workflows import SessionTracker
 from tests.conftest import FIXTURES, REPO
 from tests.integration.conftest import HOST
 from tests.support.spoolwriter import write_event

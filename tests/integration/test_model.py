@@ -60,9 +60,10 @@ from daemon.errors import TransientDbError
 from daemon.events import Event
 from daemon.ingest import Ingestor
 from daemon.schema import SESSION_STATUSES, SESSION_TYPES
-from daemon.sessions import SessionTracker
-from daemon.sink import PostgresSink, WriteResult
+from daemon.sink import PostgresSink
+from daemon.sink_port import WriteResult
 from daemon.spool import REASON_SUFFIX, Spool, write_durably
+from daemon.workflows import SessionTracker
 from tests.conftest import FIXTURES
 from tests.support.spoolwriter import spool_name, write_event, write_raw
 from tests.support.tcpproxy import TcpProxy

@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 
 from daemon.ingest import Ingestor
-from daemon.sessions import SessionTracker
 from daemon.spool import Spool
+from daemon.workflows import SessionTracker
 from tests.conftest import FIXTURES
 from tests.support.spoolwriter import write_event
 

@@ -21,10 +21,10 @@ import pytest
 
 from daemon.errors import TransientDbError
 from daemon.ingest import Ingestor
-from daemon.sessions import SessionTracker
 from daemon.sink import PostgresSink
 from daemon.spool import Spool
 from daemon.transcripts import TranscriptReader
+from daemon.workflows import SessionTracker
 from tests.conftest import FIXTURES
 from tests.support.spoolwriter import write_event, write_raw
 

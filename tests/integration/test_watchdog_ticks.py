@@ -20,9 +20,9 @@ class RecordingSpool(Spool):
         super().__init__(root)
         self.trail = trail
 
-    def read(self, name: str, size_hint: int = 0) -> bytes:
+    def read(self, name: str, size_hint: int = 0, limit: int = 2**62) -> bytes:
         self.trail.append("read")
-        return super().read(name, size_hint)
+        return super().read(name, size_hint, limit)
 
 
 def test_ingestor_drain_ticks_before_every_file_of_a_batch(

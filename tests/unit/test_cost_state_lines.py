@@ -1,4 +1,4 @@
-"""daemon.transcripts: cost-state and compact_boundary lines, read in the usage pass."""
+"""daemon.cost_states: cost-state and compact_boundary lines, read in the usage pass."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import orjson
 
-from daemon.transcripts import CostState, cost_state_from_line, parse_lines
+from daemon.cost_states import CostState, cost_state_from_line
+from daemon.transcript_lines import parse_lines
 
 FIXTURE = (
     Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemon.sink import event_uid
+from daemon.event_rows import event_uid
 
 
 def test_event_uid_hook_names_are_kept() -> None:

@@ -74,7 +74,7 @@ def test_parse_fixture_payload_extracts_fields(path: Path) -> None:
     obj = json.loads(raw)
     ev = parse_file(wrap(raw, event=obj["hook_event_name"]))
 
-    assert NAME == ev.uid
+    assert NAME == ev.spool_name
     assert HOST == ev.host
     assert RECEIVED_NS == ev.received_ns
     assert obj["hook_event_name"] == ev.event_type

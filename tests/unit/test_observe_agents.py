@@ -1,4 +1,4 @@
-"""daemon.sink.observe_agents: one observation per (session, subagent) in a batch, real payloads."""
+"""daemon.agent_observations.observe_agents: one observation per (session, subagent) in a batch, real payloads."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from daemon.agent_observations import observe_agents
 from daemon.events import Event, parse
-from daemon.sink import observe_agents
 from tests.support.spoolwriter import encode
 
 REPO = Path(__file__).resolve().parents[2]

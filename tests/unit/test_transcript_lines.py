@@ -1,4 +1,4 @@
-"""daemon.transcripts.parse_lines: parsing only candidate lines finds what parsing every line finds."""
+"""daemon.transcript_lines.parse_lines: parsing only candidate lines finds what parsing every line finds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from daemon.transcripts import Usage, parse_lines, usage_from_line
+from daemon.transcript_lines import Usage, parse_lines, usage_from_line
 
 REPO = Path(__file__).resolve().parents[2]
 TRANSCRIPTS = REPO / "tests" / "fixtures" / "claude-code-2.1.330" / "transcripts"

@@ -4,6 +4,9 @@ Latest-state convergence: every distinct content the daemon observes is applied 
 (keyed by its sha256); a partial or invalid file keeps the last good row and is tried
 again when it changes; a deleted folder keeps its rows. Each observed status change
 becomes one `agent_logs` row with event_category 'phase'.
+
+These are workflow sessions (the `sessions` table, one per slug), not Claude Code sessions.
+Storage goes through the Sink port (daemon/sink_port.py): `apply_workflow_state`.
 """
 
 from __future__ import annotations
@@ -20,18 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import psycopg
 import structlog
-from psycopg.types.json import Jsonb
 
-from daemon import db
-from daemon.errors import RedactionBudgetError, TransientDbError
+from daemon.errors import PermanentRowError, RedactionBudgetError, UnknownDbError
 from daemon.events import NUL_MARKER, escape_nul, escape_nul_json
 from daemon.redaction import Redactor
 from daemon.schema import AGENT_STATUSES, SESSION_STATUSES, SESSION_TYPES
-from daemon.sink import PostgresSink, ns_to_datetime
+from daemon.sink_port import Sink, StateAgent, WorkflowState
 
-log = structlog.get_logger("session_db.sessions")
+log = structlog.get_logger("session_db.workflows")
 
 STATE_FILE = "state.json"
 STATE_MAX_BYTES = 64 * 2**20  # a state.json larger than this is not read (warned once)
@@ -160,7 +160,7 @@ class SyncResult:
 class SessionTracker:
     """Applies each new state.json content once; remembers hashes of what it has seen."""
 
-    def __init__(self, sink: PostgresSink, host: str, redactor: Redactor | None = None) -> None:
+    def __init__(self, sink: Sink, host: str, redactor: Redactor | None = None) -> None:
         self.sink = sink
         self.host = host
         # State is redacted like hook payloads. Default: the built-in rules (the daemon should
@@ -206,10 +206,7 @@ class SessionTracker:
                 continue
             try:
                 result = self._apply(path, data, state, sha, mtime_ns)
-            except psycopg.Error as exc:
-                err = db.classify(exc)
-                if isinstance(err, TransientDbError):
-                    raise err from exc
+            except (PermanentRowError, UnknownDbError) as exc:
                 self._warn_once(str(path), sha, "state_rejected", error=str(exc))
                 self._seen[path] = sha
                 continue
@@ -242,106 +239,62 @@ class SessionTracker:
         except RedactionBudgetError as exc:
             self._warn_once(str(path), sha, "state_rejected", error=str(exc))
             return None
-        conn = self.sink.connection()
-        with db.transaction(conn) as cur:
-            cur.execute(db.SELECT_SESSION_STATE, (self.host, slug))
-            row = cur.fetchone()
-            old_status = str(row[1]) if row else None
-            if row and row[2] == sha:
-                return None  # another daemon (or an earlier run) applied this content
-            cur.execute(
-                db.UPSERT_SESSION_STATE,
-                {
-                    "host": self.host,
-                    "slug": slug,
-                    "title": _str(state.get("title")),
-                    "status": status,
-                    "session_type": session_type,
-                    "working_dir": _str(state.get("working_dir")),
-                    "state_path": str(path),
-                    "total_cost": _decimal(state.get("total_cost")),
-                    "state": stored.decode("utf-8"),
-                    "sha": sha,
-                    "created_at": _time(state.get("created_at")),
-                    "completed_at": _time(state.get("completed_at")),
-                },
+        agents = state.get("agents")
+        agents_applied = [
+            self._agent(slug, index, entry)
+            for index, entry in enumerate(agents if isinstance(agents, list) else [])
+            if isinstance(entry, dict)
+        ]
+        applied = self.sink.apply_workflow_state(
+            WorkflowState(
+                slug=slug,
+                sha256=sha,
+                state_path=str(path),
+                mtime_ns=mtime_ns,
+                title=_str(state.get("title")),
+                status=status,
+                session_type=session_type,
+                working_dir=_str(state.get("working_dir")),
+                total_cost=_decimal(state.get("total_cost")),
+                state_json=stored.decode("utf-8"),
+                created_at=_time(state.get("created_at")),
+                completed_at=_time(state.get("completed_at")),
+                agents=agents_applied,
             )
-            fetched = cur.fetchone()
-            assert fetched is not None
-            session_id: uuid.UUID = fetched[0]  # type: ignore[assignment]  # uuid column
-            agent_ids = []
-            agents = state.get("agents")
-            for index, entry in enumerate(agents if isinstance(agents, list) else []):
-                if not isinstance(entry, dict):
-                    continue
-                agent_ids.append(self._apply_agent(cur, session_id, slug, index, entry))
-            if agent_ids:
-                cur.execute(db.LINK_CHILD_AGENTS, (agent_ids,))
-                children = [r[0] for r in cur.fetchall()]
-                cur.execute(db.BACKFILL_SESSION_LINKS, (agent_ids + children,))
-            new_status = status or old_status or "created"
-            changed = row is None or new_status != old_status
-            if changed:
-                payload = {
-                    "from": old_status,
-                    "to": new_status,
-                    "state_sha256": sha,
-                    "state_path": str(path),
-                }
-                body = orjson.dumps(payload)
-                cur.execute(
-                    db.INSERT_PHASE_EVENT,
-                    {
-                        "uid": f"phase:{self.host}:{slug}:{old_status}:{new_status}:{sha}",
-                        "host": self.host,
-                        "session_id": session_id,
-                        "event_type": new_status,
-                        "occurred_at": ns_to_datetime(mtime_ns),
-                        "payload": Jsonb(payload),
-                        "payload_bytes": len(body),
-                        "slug": slug,
-                    },
-                )
+        )
+        if applied is None:
+            return None  # another daemon (or an earlier run) applied this content
+        new_status, changed = applied.new_status, applied.changed
         log.info(
-            "state_applied", slug=slug, status=new_status, agents=len(agent_ids), sha256=sha[:12]
+            "state_applied",
+            slug=slug,
+            status=new_status,
+            agents=len(agents_applied),
+            sha256=sha[:12],
         )
         return SyncResult(
             slug,
-            session_id,
-            len(agent_ids),
-            old_status if changed else None,
+            applied.session_id,
+            len(agents_applied),
+            applied.old_status if changed else None,
             new_status if changed else None,
         )
 
-    def _apply_agent(
-        self,
-        cur: psycopg.Cursor[Any],
-        session_id: uuid.UUID,
-        slug: str,
-        index: int,
-        entry: dict[str, Any],
-    ) -> Any:
+    def _agent(self, slug: str, index: int, entry: dict[str, Any]) -> StateAgent:
         status = _str(entry.get("status"))
-        params = {
-            "id": _uuid(entry.get("id"), self.host, slug),
-            "session_id": session_id,
-            "agent_type": _str(entry.get("agent_type")),
-            "sdk_session_id": _str(entry.get("sdk_session_id")),
-            "model": _str(entry.get("model")),
-            "model_alias": _str(entry.get("model_alias")),
-            "status": status if status in AGENT_STATUSES else None,
-            "checkpoint_id": _str(entry.get("checkpoint_id")),
-            "cost_usd": _decimal(entry.get("cost_usd")),
-            "host": self.host,
-            "started_at": _time(entry.get("started_at")),
-            "completed_at": _time(entry.get("completed_at")),
-        }
-        if params["sdk_session_id"]:
-            cur.execute(db.UPSERT_STATE_AGENT_BY_SDK, params)
-        else:
-            if params["id"] is None:
-                params["id"] = uuid.uuid5(AGENT_ID_NAMESPACE, f"{self.host}/{slug}/#{index}")
-            cur.execute(db.UPSERT_STATE_AGENT_BY_ID, params)
-        fetched = cur.fetchone()
-        assert fetched is not None
-        return fetched[0]
+        sdk_session_id = _str(entry.get("sdk_session_id"))
+        agent_id = _uuid(entry.get("id"), self.host, slug)
+        if agent_id is None and not sdk_session_id:
+            agent_id = uuid.uuid5(AGENT_ID_NAMESPACE, f"{self.host}/{slug}/#{index}")
+        return StateAgent(
+            id=agent_id,
+            agent_type=_str(entry.get("agent_type")),
+            sdk_session_id=sdk_session_id,
+            model=_str(entry.get("model")),
+            model_alias=_str(entry.get("model_alias")),
+            status=status if status in AGENT_STATUSES else None,
+            checkpoint_id=_str(entry.get("checkpoint_id")),
+            cost_usd=_decimal(entry.get("cost_usd")),
+            started_at=_time(entry.get("started_at")),
+            completed_at=_time(entry.get("completed_at")),
+        )

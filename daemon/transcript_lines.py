@@ -1,0 +1,221 @@
+"""Transcript lines → one `Usage` per API response, merged by (message.id, requestId).
+
+One API response is written as one line per content block, each repeating the full usage;
+resumed sessions and sidechains copy lines again. Duplicates merge keeping the largest value of
+each field, a non-sidechain copy's attribution wins (docs: reference/claude-code.md §10).
+`<synthetic>` lines (API errors) have no cost and are not stored.
+
+Only lines that contain the bytes `"usage"` (a response) or `"promptId"` (a user line, which
+starts a turn) are parsed; most bytes are attachments and request shapes that carry neither.
+This skips nothing we use: Claude Code writes JSON.stringify output, which escapes no letter
+of a key, and a quote inside a JSON string is escaped, so a line without those bytes has
+neither key. A line we never parse is never counted as unreadable. The same pass collects
+cost-state lines (daemon/cost_states.py) and, with an archive, conversation rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from daemon.cost_states import CostState, cost_state_from_line, nonempty_str, positive_int
+from daemon.messages import UUID_KEY, MessageArchive, MessageRow
+from daemon.schema import USAGE_COUNTERS
+
+USAGE_KEY = b'"usage"'  # lines without one of these two keys are not parsed (module docstring)
+PROMPT_KEY = b'"promptId"'
+COST_STATE_KEY = b'"cost-state"'
+COMPACT_KEY = b'"compact_boundary"'
+CANDIDATE_KEYS = (USAGE_KEY, PROMPT_KEY, COST_STATE_KEY, COMPACT_KEY)
+SYNTHETIC_MODEL = "<synthetic>"
+
+
+@dataclass(slots=True)
+class Usage:
+    """One API response's usage, as found on a transcript line."""
+
+    message_id: str
+    request_id: str
+    claude_session_id: str | None
+    claude_agent_id: str | None
+    prompt_id: str | None
+    model: str | None
+    input_tokens: int
+    output_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    cache_read_tokens: int
+    web_search_requests: int
+    web_fetch_requests: int
+    speed: str | None
+    service_tier: str | None
+    inference_geo: str | None
+    occurred_at: datetime | None
+    is_sidechain: bool
+    transcript_path: str
+    cwd: str | None = None  # where the response was made (reports: project, branch)
+    git_branch: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.message_id, self.request_id)
+
+    def merge(self, other: Usage) -> None:
+        """Fold a duplicate of the same response into this one (largest value per field)."""
+        for name in USAGE_COUNTERS:
+            setattr(self, name, max(getattr(self, name), getattr(other, name)))
+        if self.is_sidechain and not other.is_sidechain:
+            self.is_sidechain = False
+            self.claude_session_id = other.claude_session_id
+            self.claude_agent_id = other.claude_agent_id
+            self.transcript_path = other.transcript_path
+        for name in (
+            "model",
+            "prompt_id",
+            "speed",
+            "service_tier",
+            "inference_geo",
+            "cwd",
+            "git_branch",
+        ):
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(other, name))
+        if other.occurred_at and (self.occurred_at is None or other.occurred_at < self.occurred_at):
+            self.occurred_at = other.occurred_at
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def usage_from_line(entry: dict[str, Any], prompt_id: str | None, path: str) -> Usage | None:
+    """The usage of an assistant line, or None (other line types, synthetic error lines)."""
+    if entry.get("type") != "assistant":
+        return None
+    message = entry.get("message")
+    if not isinstance(message, dict):
+        return None
+    usage = message.get("usage")
+    model = nonempty_str(message.get("model"))
+    if not isinstance(usage, dict) or model == SYNTHETIC_MODEL:
+        return None
+    message_id = nonempty_str(message.get("id"))
+    request_id = nonempty_str(entry.get("requestId")) or ""
+    if message_id is None:
+        # A line without message.id counts alone: key it by the line's own uuid.
+        message_id = "line:" + (
+            nonempty_str(entry.get("uuid")) or hashlib.sha256(orjson.dumps(entry)).hexdigest()
+        )
+    cache_total = positive_int(usage.get("cache_creation_input_tokens"))
+    split = usage.get("cache_creation")
+    if isinstance(split, dict):
+        w5, w1 = (
+            positive_int(split.get("ephemeral_5m_input_tokens")),
+            positive_int(split.get("ephemeral_1h_input_tokens")),
+        )
+        w5 += max(0, cache_total - w5 - w1)  # an unsplit remainder is priced as 5-minute writes
+    else:
+        w5, w1 = cache_total, 0  # logs before the TTL split: all 5-minute writes
+    server_raw = usage.get("server_tool_use")
+    server: dict[str, Any] = server_raw if isinstance(server_raw, dict) else {}
+    return Usage(
+        message_id=message_id,
+        request_id=request_id,
+        claude_session_id=nonempty_str(entry.get("sessionId")),
+        claude_agent_id=nonempty_str(entry.get("agentId")),
+        prompt_id=nonempty_str(entry.get("promptId")) or prompt_id,
+        model=model,
+        input_tokens=positive_int(usage.get("input_tokens")),
+        output_tokens=positive_int(usage.get("output_tokens")),
+        cache_write_5m_tokens=w5,
+        cache_write_1h_tokens=w1,
+        cache_read_tokens=positive_int(usage.get("cache_read_input_tokens")),
+        web_search_requests=positive_int(server.get("web_search_requests")),
+        web_fetch_requests=positive_int(server.get("web_fetch_requests")),
+        speed=nonempty_str(usage.get("speed")),
+        service_tier=nonempty_str(usage.get("service_tier")),
+        inference_geo=nonempty_str(usage.get("inference_geo")),
+        occurred_at=_time(entry.get("timestamp")),
+        is_sidechain=bool(entry.get("isSidechain")),
+        transcript_path=path,
+        cwd=nonempty_str(entry.get("cwd")),
+        git_branch=nonempty_str(entry.get("gitBranch")),
+    )
+
+
+def parse_lines(
+    data: bytes,
+    end: int,
+    prompt_id: str | None,
+    path: str,
+    states: dict[str, CostState] | None = None,
+    *,
+    archive: MessageArchive | None = None,
+    messages: list[MessageRow] | None = None,
+) -> tuple[dict[tuple[str, str], Usage], str | None, int]:
+    """The usages on the complete lines of `data[:end]` merged by key, the prompt id after
+    them, and how many of the lines parsed were unreadable. When `states` is given, the latest
+    cost state per session found (and compactions) are merged into it. With an enabled
+    `archive`, the conversation entries' rows are appended to `messages` in the same pass.
+
+    `data[end - 1]` must be a newline. Only lines holding one of the candidate keys are parsed:
+    USAGE_KEY and PROMPT_KEY, CANDIDATE_KEYS' cost-state keys when collecting states, UUID_KEY
+    when archiving.
+    """
+    merged: dict[tuple[str, str], Usage] = {}
+    bad = pos = 0
+    if archive is None or not archive.enabled:
+        messages = None
+    wanted = list(CANDIDATE_KEYS if states is not None else (USAGE_KEY, PROMPT_KEY))
+    if messages is not None and UUID_KEY not in wanted:
+        wanted.append(UUID_KEY)
+    keys = tuple(wanted)
+    at = [data.find(k, 0, end) for k in keys]
+    while True:
+        hit = min((a for a in at if a >= 0), default=-1)
+        if hit < 0:
+            break
+        start = max(pos, data.rfind(b"\n", pos, hit) + 1)
+        pos = data.find(b"\n", hit, end) + 1
+        for i, a in enumerate(at):
+            if 0 <= a < pos:
+                at[i] = data.find(keys[i], pos, end)
+        try:
+            entry = orjson.loads(data[start : pos - 1])
+        except orjson.JSONDecodeError:
+            bad += 1  # transcripts are internal to Claude Code: skip what we cannot read
+            continue
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("type") == "user" and isinstance(entry.get("promptId"), str):
+            prompt_id = entry["promptId"]
+        if messages is not None and archive is not None:
+            row = archive.row(entry, prompt_id, path, pos - 1 - start)
+            if row is not None:
+                messages.append(row)
+        usage = usage_from_line(entry, prompt_id, path)
+        if usage is None:
+            if states is not None:
+                state = cost_state_from_line(entry, path)
+                if state is not None:
+                    known_state = states.get(state.claude_session_id)
+                    if known_state is None:
+                        states[state.claude_session_id] = state
+                    else:
+                        known_state.merge(state)
+            continue
+        known = merged.get(usage.key)
+        if known is None:
+            merged[usage.key] = usage
+        else:
+            known.merge(usage)
+    return merged, prompt_id, bad
