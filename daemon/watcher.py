@@ -8,6 +8,7 @@ inotify limits, a vanished directory); that never stops ingestion: the main loop
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -77,3 +78,8 @@ class Watcher:
         except BaseException as exc:  # noqa: BLE001 - recorded; the main loop logs it and restarts us
             self.error = exc
             self._wake(True)
+
+
+def describe_path(path: Path) -> str:
+    """A path for a log line: bytes that are not UTF-8 shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

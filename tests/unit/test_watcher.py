@@ -9,8 +9,8 @@ from pathlib import Path
 import structlog
 
 from daemon import config
-from daemon.service import Service
 from daemon.watcher import describe_error
+from daemon.worker import Service
 
 WAIT_S = 30.0
 
