@@ -1,8 +1,9 @@
-"""What the running daemon reports about itself: database state, backlog warning, heartbeat row.
+"""What the running daemon reports about itself: database state, backlog, heartbeat row.
 
-The worker loop tells it when the database goes up or down and when a pass ends; it logs the
-transitions (`database_down`, `database_up`, `backlog_high`, `backlog_normal`), keeps systemd's
-STATUS line current and writes this run's daemon_heartbeats row.
+The worker loop tells it when the database goes up or down and when a pass ends. It logs the
+transitions (`database_down`, `database_up`, `backlog_high`, `backlog_normal`) and what a
+transcript pass read, keeps systemd's STATUS line current and writes this run's
+daemon_heartbeats row.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import structlog
 
 from daemon import db
 from daemon.config import Settings
+from daemon.errors import PermanentRowError, TransientDbError, UnknownDbError
 from daemon.ingest import DrainStats
 from daemon.notify import notify
+from daemon.sink import PostgresSink
 from daemon.spool import Backlog, Spool
+from daemon.transcripts import ReadStats
 
 log = structlog.get_logger("session_db.service")  # the daemon's component name in log lines
 
@@ -96,16 +100,37 @@ class Heartbeat:
                 },
             )
 
-    def mark_stopped(self, conn: psycopg.Connection[Any]) -> None:
-        """Record a clean stop in this run's heartbeat row."""
-        with db.transaction(conn) as cur:
-            cur.execute(
-                db.MARK_HEARTBEAT_STOPPED,
-                {
-                    "host": self.settings.host,
-                    "pid": os.getpid(),
-                    "started_at": self.started_at,
-                    "events": self.totals.inserted,
-                    "quarantined": self.totals.quarantined,
-                },
-            )
+    def mark_stopped(self, sink: PostgresSink) -> None:
+        """Record a clean stop in this run's heartbeat row (best effort: logs when it cannot)."""
+        if self.db_state != "up":
+            return
+        try:
+            with sink.classified(), db.transaction(sink.connection()) as cur:
+                cur.execute(
+                    db.MARK_HEARTBEAT_STOPPED,
+                    {
+                        "host": self.settings.host,
+                        "pid": os.getpid(),
+                        "started_at": self.started_at,
+                        "events": self.totals.inserted,
+                        "quarantined": self.totals.quarantined,
+                    },
+                )
+        except (TransientDbError, UnknownDbError, PermanentRowError) as exc:
+            log.warning("stop_not_recorded", error=str(exc))
+
+
+def log_transcripts(stats: ReadStats) -> None:
+    """One `transcripts_read` line for a transcript pass that read or missed anything."""
+    if stats.files or stats.missing:
+        log.info(
+            "transcripts_read",
+            files=stats.files,
+            bytes=stats.bytes,
+            lines=stats.lines,
+            responses=stats.responses,
+            inserted=stats.inserted,
+            updated=stats.updated,
+            resets=stats.resets,
+            missing=stats.missing,
+        )

@@ -1,4 +1,4 @@
-"""Objects built from the settings, in one place: the redactor and the conversation archive.
+"""Objects built from the settings, in one place: the redactor, the archive, the ingestor.
 
 Modules that hold the objects (redaction, messages) take plain arguments and never import
 daemon.config for it, so the settings module and those modules import in one direction only.
@@ -7,8 +7,11 @@ daemon.config for it, so the settings module and those modules import in one dir
 from __future__ import annotations
 
 from daemon.config import Settings
+from daemon.ingest import Ingestor
 from daemon.messages import MessageArchive
 from daemon.redaction import Redactor
+from daemon.sink import PostgresSink
+from daemon.spool import Spool
 
 
 def redactor(settings: Settings) -> Redactor:
@@ -25,3 +28,20 @@ def redactor(settings: Settings) -> Redactor:
 def archive(settings: Settings) -> MessageArchive:
     """The conversation archive: its mode, this redactor, the field cap."""
     return MessageArchive(settings.archive, redactor(settings), settings.field_cap_bytes)
+
+
+def ingestor(settings: Settings, spool: Spool, sink: PostgresSink) -> Ingestor:
+    """The spool's ingestor with the settings' batch limits, caps and redaction."""
+    return Ingestor(
+        spool,
+        sink,
+        host=settings.host,
+        batch_max_files=settings.batch_max_files,
+        batch_max_bytes=settings.batch_max_bytes,
+        foreign_grace_s=settings.foreign_grace_s,
+        field_cap_bytes=settings.field_cap_bytes,
+        redactor=redactor(settings),
+        keep_originals=settings.keep_originals,
+        max_file_bytes=settings.max_file_bytes,
+        pause_dir=settings.state_dir,
+    )

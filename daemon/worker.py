@@ -20,12 +20,10 @@ from daemon.config import Settings
 from daemon.errors import (
     ClusterError,
     ConfigError,
-    PermanentRowError,
     TransientDbError,
-    UnknownDbError,
 )
 from daemon.events import Event
-from daemon.heartbeat import Heartbeat
+from daemon.heartbeat import Heartbeat, log_transcripts
 from daemon.ingest import DrainStats, Ingestor
 from daemon.notify import notify, watchdog_interval_s
 from daemon.price_drift import DriftWatch
@@ -35,19 +33,13 @@ from daemon.signals import StopSignals, Waker
 from daemon.sink import PostgresSink
 from daemon.spool import Spool
 from daemon.transcripts import TRIGGER_EVENTS, ReadStats, TranscriptReader
-from daemon.watcher import (
-    WATCHER_RESTART_BASE_S,
-    WATCHER_RESTART_CAP_S,
-    Watcher,
-    describe_error,
-    describe_path,
-)
+from daemon.watcher import Watcher, WatcherSupervisor
 
 log = structlog.get_logger("session_db.service")  # the daemon's component name in log lines
 
 ORPHAN_SCAN_MAX_S = 600.0  # tmp/ is checked for orphans every orphan_ttl_s / 4, at most this apart
 
-__all__ = ["Backoff", "Service", "Watcher", "describe_path"]
+__all__ = ["Backoff", "Service", "Watcher"]
 
 
 class Service:
@@ -63,8 +55,11 @@ class Service:
         self._state_dirty = True
         self.cluster: EmbeddedCluster | None = None
         self._one_shot = False  # `ingest --once`: no heartbeat row (it is not a daemon)
-        self._watcher_backoff = Backoff(WATCHER_RESTART_BASE_S, WATCHER_RESTART_CAP_S)
-        self._watcher_retry_at = 0.0  # monotonic time before which a dead watcher stays down
+        self.watching = WatcherSupervisor(
+            self.wake,
+            debounce_ms=settings.watch_debounce_ms,
+            force_polling=settings.force_polling,
+        )
         self.url: str | None = settings.url
         self.sink: PostgresSink | None = None
         self.ingestor: Ingestor | None = None
@@ -72,7 +67,6 @@ class Service:
         self.transcripts: TranscriptReader | None = None
         self._transcripts_due: set[str] = set()
         self.price_drift = DriftWatch()
-        self.watcher: Watcher | None = None
         self.db_roots: set[str] = set()
         self.totals = DrainStats()
         self.health = Heartbeat(settings, self.spool, self.totals)
@@ -141,19 +135,7 @@ class Service:
             )
         assert self.url is not None
         self.sink = PostgresSink.for_settings(self.settings, self.url)
-        self.ingestor = Ingestor(
-            self.spool,
-            self.sink,
-            host=self.settings.host,
-            batch_max_files=self.settings.batch_max_files,
-            batch_max_bytes=self.settings.batch_max_bytes,
-            foreign_grace_s=self.settings.foreign_grace_s,
-            field_cap_bytes=self.settings.field_cap_bytes,
-            redactor=wiring.redactor(self.settings),
-            keep_originals=self.settings.keep_originals,
-            max_file_bytes=self.settings.max_file_bytes,
-            pause_dir=self.settings.state_dir,
-        )
+        self.ingestor = wiring.ingestor(self.settings, self.spool, self.sink)
         self.tracker = SessionTracker(self.sink, self.settings.host)
         self.transcripts = TranscriptReader(
             self.sink, self.settings.host, archive=wiring.archive(self.settings)
@@ -161,24 +143,13 @@ class Service:
         self.ingestor.on_event = self._note_event
 
     def shutdown(self, *, clean: bool = False) -> None:
-        if self.watcher is not None:
-            self.watcher.stop()
-        if clean and not self._one_shot:
-            self._mark_stopped()
+        self.watching.stop()
+        if clean and not self._one_shot and self.sink is not None:
+            self.health.mark_stopped(self.sink)  # best effort: the database may be down
         if self.sink is not None:
             self.sink.close()
         if self.cluster is not None:
             self.cluster.release()  # the last user of the embedded cluster stops it
-
-    def _mark_stopped(self) -> None:
-        """Record a clean stop in our heartbeat row (best effort: the database may be down)."""
-        if self.sink is None or self.db_state != "up":
-            return
-        try:
-            with self.sink.classified():
-                self.health.mark_stopped(self.sink.connection())
-        except (TransientDbError, UnknownDbError, PermanentRowError) as exc:
-            log.warning("stop_not_recorded", error=str(exc))
 
     # --- database readiness -------------------------------------------------------------
 
@@ -222,36 +193,13 @@ class Service:
         return paths
 
     def ensure_watcher(self) -> None:
-        """Start the watcher, replace it when the roots change, restart it when it died.
+        """Start the watcher, replace it when the roots change, restart it after a backoff when
+        it died (see watcher.WatcherSupervisor)."""
+        self.watching.ensure(self.watch_paths())
 
-        A dead watcher never stops ingestion: it is logged (`watcher_failed`), the loop's
-        timer keeps scanning every scan interval, and a new watcher starts after a backoff."""
-        paths = self.watch_paths()
-        if self.watcher is not None and self.watcher.alive and self.watcher.paths == paths:
-            return
-        if self.watcher is not None and not self.watcher.alive:
-            if self.watcher.error is not None:
-                delay = self._watcher_backoff.next_delay() + WATCHER_RESTART_BASE_S
-                self._watcher_retry_at = time.monotonic() + delay
-                log.error(
-                    "watcher_failed",
-                    error=describe_error(self.watcher.error),
-                    restart_in_s=round(delay, 1),
-                    fallback="periodic scan",
-                )
-                self.watcher.error = None
-            if time.monotonic() < self._watcher_retry_at:
-                return
-        if self.watcher is not None:
-            self.watcher.stop()
-        self.watcher = Watcher(
-            paths,
-            self.wake,
-            debounce_ms=self.settings.watch_debounce_ms,
-            force_polling=self.settings.force_polling,
-        )
-        self.watcher.start()
-        log.info("watching", paths=[describe_path(p) for p in paths])
+    @property
+    def watcher(self) -> Watcher | None:
+        return self.watching.watcher
 
     def run(self) -> int:
         """Run until stopped. Returns the exit code."""
@@ -383,7 +331,7 @@ class Service:
             # A turn or an agent ended: read just its transcripts now.
             assert self.transcripts is not None
             paths, self._transcripts_due = self._transcripts_due, set()
-            self._log_transcripts(self.transcripts.sync(only=paths, progress=self._between_chunks))
+            log_transcripts(self.transcripts.sync(only=paths, progress=self._between_chunks))
         return stats
 
     # --- the scheduler's jobs (each gets the pass's monotonic time) -----------------------
@@ -410,7 +358,7 @@ class Service:
     def _read_transcripts(self, _now: float) -> None:
         assert self.transcripts is not None
         self._transcripts_due.clear()
-        self._log_transcripts(self.transcripts.sync(progress=self._between_chunks))
+        log_transcripts(self.transcripts.sync(progress=self._between_chunks))
 
     def _check_budgets(self, _now: float) -> None:
         assert self.sink is not None
@@ -424,21 +372,6 @@ class Service:
         for name in self.spool.orphans(self.settings.orphan_ttl_s):
             outcome = self.spool.settle_orphan(name)
             log.warning("orphan_settled", file=name, outcome=outcome)
-
-    @staticmethod
-    def _log_transcripts(stats: ReadStats) -> None:
-        if stats.files or stats.missing:
-            log.info(
-                "transcripts_read",
-                files=stats.files,
-                bytes=stats.bytes,
-                lines=stats.lines,
-                responses=stats.responses,
-                inserted=stats.inserted,
-                updated=stats.updated,
-                resets=stats.resets,
-                missing=stats.missing,
-            )
 
     def roots_changed(self) -> bool:
         return self.watcher is not None and self.watcher.paths != self.watch_paths()
