@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from daemon import claude_events, installer
+from daemon import claude_events
 from daemon.claude_events import EXCLUDED_EVENTS, KNOWN_EVENTS, detect_claude_events
 from daemon.errors import InstallerError
 from daemon.installer import (
