@@ -364,9 +364,9 @@ class Service:
         assert self.sink is not None
         budgets.check(self.sink.connection())
 
-    def _check_price_drift(self, now: float) -> None:
+    def _check_price_drift(self, _now: float) -> None:
         assert self.sink is not None
-        self.price_drift.check(self.sink.connection(), now)
+        self.price_drift.check(self.sink.connection())
 
     def _settle_orphans(self, _now: float) -> None:
         for name in self.spool.orphans(self.settings.orphan_ttl_s):
