@@ -82,7 +82,7 @@ TRIGGER_WRITTEN = frozenset({"usage_hourly"})
 
 
 def tables() -> tuple[str, ...]:
-    """session-db's tables: those of daemon/schema.py, and Alembic's version table."""
+    """session-db's tables: those of daemon/schema, and Alembic's version table."""
     from daemon.schema import metadata
 
     return (*sorted(metadata.tables), "alembic_version")
