@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from daemon import config, db
+from daemon import config, db, wiring
 from daemon.database import migrated_sink
 from daemon.errors import ConfigError
-from daemon.messages import MessageArchive
 from daemon.transcripts import ReadStats, TranscriptReader, transcript_roots
 
 PROGRESS_TTY_INTERVAL_S = 0.1  # redraw the bar at most this often on a terminal
@@ -143,7 +142,7 @@ def run(settings: config.Settings, dirs: Sequence[Path]) -> Summary | None:
     with migrated_sink(settings) as sink:
         # The folders named on the command line are read too (transcript_roots() are always).
         reader = TranscriptReader(
-            sink, settings.host, archive=MessageArchive.from_settings(settings),
+            sink, settings.host, archive=wiring.archive(settings),
             allowed_roots=[*transcript_roots(), *folders],
         )  # fmt: skip
         new = reader.register(files)

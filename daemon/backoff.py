@@ -13,7 +13,7 @@ class Backoff:
     """Delays drawn uniformly from [0, min(cap, base·2^n)] after the n-th failure in a row.
 
     The caller waits the whole delay whatever else happens (a new spool file, a state change):
-    only a stop request ends the wait early (service.Service._wait with hold=True).
+    only a stop request ends the wait early (worker.Service._wait with hold=True).
     """
 
     def __init__(self, base_s: float = BACKOFF_BASE_S, cap_s: float = BACKOFF_CAP_S) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.errors import ConfigError
-from daemon.redaction import compile_pattern
+from daemon.redaction_rules import compile_pattern
 
 # Defaults, each with its unit.
 BATCH_MAX_FILES = 2000

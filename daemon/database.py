@@ -1,6 +1,6 @@
 """Which database a command talks to: SESSION_DB_URL, or the embedded cluster, started for the
-call when no daemon is running it; and a sink on it at this version's schema. Sinks are wired
-from settings here (postgres_sink), so the sink does not depend on the configuration."""
+call when no daemon is running it; and a sink on it at this version's schema (built by
+daemon.wiring, like every object made from settings)."""
 
 from __future__ import annotations
 
@@ -31,29 +31,16 @@ def database(settings: config.Settings) -> Iterator[str]:
         cluster.release()  # stops it only when no other process (a daemon) uses it
 
 
-def postgres_sink(settings: config.Settings, url: str) -> PostgresSink:
-    """The PostgresSink the settings describe (host, connect and statement timeouts)."""
-    from daemon.sink import PostgresSink
-
-    return PostgresSink(
-        url,
-        host=settings.host,
-        connect_timeout_s=settings.connect_timeout_s,
-        statement_timeout_ms=settings.statement_timeout_ms,
-        lock_timeout_ms=config.LOCK_TIMEOUT_MS,
-    )
-
-
 @contextmanager
-def migrated_sink(settings: config.Settings) -> Iterator[Any]:
+def migrated_sink(settings: config.Settings) -> Iterator[PostgresSink]:
     """A PostgresSink on a database at this version's schema (the embedded one is migrated)."""
-    from daemon import migrations
+    from daemon import migrations, wiring
 
     with database(settings) as url:
         if settings.embedded:
             migrations.upgrade(url)
         migrations.check(url)
-        sink = postgres_sink(settings, url)
+        sink = wiring.postgres_sink(settings, url)
         try:
             yield sink
         finally:

@@ -157,8 +157,6 @@ SELECT set_config('synchronous_commit', 'on', false),
        set_config('lock_timeout', %s, false)
 """
 
-SELECT_REVISION = "SELECT version_num FROM alembic_version"
-
 CREATE_INGEST_TABLE = """
 CREATE TEMPORARY TABLE IF NOT EXISTS ingest_events (
     event_uid text, host text, claude_session_id text, claude_agent_id text,
@@ -1011,3 +1009,15 @@ SELECT_TOOL_STATS = """
 SELECT tool_name, calls, p50_ms, p95_ms FROM tool_stats
 WHERE p50_ms IS NOT NULL ORDER BY p95_ms DESC, tool_name
 """
+
+
+# --- roles (`session-db roles --apply`; moved from daemon/roles.py) ---------------------------
+SELECT_ROLES = "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)"
+SELECT_SUPERUSER = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+COUNT_OWNED = """
+SELECT count(*) FROM pg_class c
+WHERE pg_get_userbyid(c.relowner) = %s AND c.relnamespace = 'public'::regnamespace
+  AND c.relkind IN ('r', 'p', 'v', 'm')
+"""
+HAS_VERSION_TABLE = "SELECT to_regclass('public.alembic_version') IS NOT NULL"
+SELECT_REVISION = "SELECT max(version_num) FROM public.alembic_version"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daemon import config, db, installer
+from daemon import claude_events, config, db, installer
 from daemon.errors import ConfigError, InstallerError
 from daemon.spool import Spool
 
@@ -170,7 +170,7 @@ def check_levels(files_with_hook: list[Path], user_file: Path) -> list[Finding]:
 
 
 def run(settings: config.Settings, home: Path, project: Path | None) -> list[Finding]:
-    events = installer.detect_claude_events(installer.claude_version())
+    events = claude_events.detect_claude_events(claude_events.claude_version())
     findings: list[Finding] = []
     files = [installer.settings_path(home, None)]
     if project is not None:

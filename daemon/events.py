@@ -102,10 +102,6 @@ class Event:
     redactions: int = 0  # secrets replaced by markers (daemon.redaction)
 
     @property
-    def size(self) -> int:
-        return self.payload_bytes
-
-    @property
     def truncated(self) -> bool:
         return self.transforms is not None and TRUNCATED in self.transforms
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from daemon.config import ARCHIVE_DEFAULT, ARCHIVE_MODES, Settings
+from daemon.config import ARCHIVE_DEFAULT, ARCHIVE_MODES
 from daemon.events import NUL_MARKER, TRUNCATED, cap_strings, escape_nul
 from daemon.redaction import Redactor
 from daemon.schema import MESSAGE_ROLES
@@ -163,11 +163,6 @@ class MessageArchive:
         self.mode = mode
         self.redactor = redactor
         self.field_cap_bytes = field_cap_bytes
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> MessageArchive:
-        """The archive the settings describe: their mode, redaction and field cap (as events)."""
-        return cls(settings.archive, Redactor.from_settings(settings), settings.field_cap_bytes)
 
     @property
     def enabled(self) -> bool:

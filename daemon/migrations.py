@@ -156,7 +156,7 @@ def check(url: str, *, connect_timeout_s: int = CONNECT_TIMEOUT_S) -> str:
 def compatibility_problems(url: str, *, connect_timeout_s: int = CONNECT_TIMEOUT_S) -> list[str]:
     """Why this code could not write to the database's tables, empty when it can.
 
-    Every column of daemon/schema.py's written tables must exist, a column this code does not
+    Every column of daemon/schema's written tables must exist, a column this code does not
     know must be nullable or have a default, and every unique key it names in ON CONFLICT must
     exist with the same columns.
     """

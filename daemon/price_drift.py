@@ -98,19 +98,14 @@ def render(drifts: list[Drift]) -> str:
 
 
 class DriftWatch:
-    """The daemon's watch: logs `price_drift` once per model per run, checking every interval."""
+    """The daemon's watch: logs `price_drift` once per model per run (the worker's scheduler
+    runs `check` every CHECK_INTERVAL_S)."""
 
-    def __init__(self, interval_s: float = CHECK_INTERVAL_S) -> None:
-        self.interval_s = interval_s
+    def __init__(self) -> None:
         self.reported: set[str | None] = set()
-        self.next_check_at: float | None = None
 
-    def due(self, now: float) -> bool:
-        return self.next_check_at is None or now >= self.next_check_at
-
-    def check(self, conn: psycopg.Connection[Any], now: float) -> list[Drift]:
+    def check(self, conn: psycopg.Connection[Any]) -> list[Drift]:
         """Look now; log and return the models not reported before."""
-        self.next_check_at = now + self.interval_s
         new = [d for d in find(conn) if d.model not in self.reported]
         for d in new:
             self.reported.add(d.model)

@@ -18,8 +18,9 @@ from typing import Any
 
 import orjson
 
+from daemon.durable import fsync_dir
 from daemon.events import BadEvent, parse
-from daemon.spool import REASON_SUFFIX, Spool, fsync_dir, printable_name
+from daemon.spool import REASON_SUFFIX, Spool, printable_name
 
 DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

@@ -82,7 +82,7 @@ TRIGGER_WRITTEN = frozenset({"usage_hourly"})
 
 
 def tables() -> tuple[str, ...]:
-    """session-db's tables: those of daemon/schema.py, and Alembic's version table."""
+    """session-db's tables: those of daemon/schema, and Alembic's version table."""
     from daemon.schema import metadata
 
     return (*sorted(metadata.tables), "alembic_version")
@@ -224,31 +224,20 @@ class Applied:
     schema_revision: str | None  # None: not migrated yet
 
 
-SELECT_ROLES = "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)"
-SELECT_SUPERUSER = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
-COUNT_OWNED = """
-SELECT count(*) FROM pg_class c
-WHERE pg_get_userbyid(c.relowner) = %s AND c.relnamespace = 'public'::regnamespace
-  AND c.relkind IN ('r', 'p', 'v', 'm')
-"""
-HAS_VERSION_TABLE = "SELECT to_regclass('public.alembic_version') IS NOT NULL"
-SELECT_REVISION = "SELECT max(version_num) FROM public.alembic_version"
-
-
 def apply(url: str, r: Roles, *, connect_timeout_s: int) -> Applied:
     """Run `script(r)` on the database as one transaction; the session must be a superuser's."""
     with db.connect(url, autocommit=True, connect_timeout_s=connect_timeout_s) as conn:
-        row = conn.execute(SELECT_SUPERUSER).fetchone()
+        row = conn.execute(db.SELECT_SUPERUSER).fetchone()
         if not (row and row[0]):
             raise ConfigError(
                 "roles --apply creates roles and hands tables to the owner role: connect as a superuser "
                 "(SESSION_DB_URL=postgresql://postgres@…), or print the SQL with `session-db roles` for your DBA"
             )
-        before = {n for (n,) in conn.execute(SELECT_ROLES, (list(r.names),))}
+        before = {n for (n,) in conn.execute(db.SELECT_ROLES, (list(r.names),))}
         conn.execute(script(r).encode())
-        owned = conn.execute(COUNT_OWNED, (r.owner,)).fetchone()
-        migrated = conn.execute(HAS_VERSION_TABLE).fetchone()
-        revision = conn.execute(SELECT_REVISION).fetchone() if migrated and migrated[0] else None
+        owned = conn.execute(db.COUNT_OWNED, (r.owner,)).fetchone()
+        migrated = conn.execute(db.HAS_VERSION_TABLE).fetchone()
+        revision = conn.execute(db.SELECT_REVISION).fetchone() if migrated and migrated[0] else None
     return Applied(
         created=tuple(n for n in r.names if n not in before),
         existing=tuple(n for n in r.names if n in before),

@@ -61,14 +61,6 @@ class PostgresSink:
         self.known_transcripts: set[str] = set()
         self._temp_table_on: object = None  # the connection whose ingest_usage exists
 
-    @classmethod
-    def for_settings(cls, settings: Any, url: str) -> PostgresSink:
-        """Transitional: service.py (branch `rooms`) still calls this; sinks are wired from
-        settings by database.postgres_sink. Remove once service.py calls that instead."""
-        from daemon.database import postgres_sink
-
-        return postgres_sink(settings, url)
-
     def connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self.close()

@@ -8,7 +8,6 @@ daemon never holds the only copy of an event.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import stat
 import time
@@ -18,9 +17,9 @@ from pathlib import Path
 
 import orjson
 
+from daemon.durable import fsync_dir, replace_file
 from daemon.errors import ConfigError, FatalIOError, RefusedInputError
 
-SUBDIRS = ("tmp", "new", "quarantine", "originals")
 REASON_SUFFIX = ".reason.json"
 DIR_MODE = 0o700
 # A planted symlink fails with ELOOP; O_NONBLOCK: opening a planted FIFO returns at once
@@ -210,7 +209,7 @@ class Spool:
             **extra,
         }
         try:
-            write_durably(
+            replace_file(
                 self.quarantine / (name + REASON_SUFFIX),
                 orjson.dumps(record, option=orjson.OPT_INDENT_2),
             )
@@ -291,7 +290,7 @@ class Spool:
         }
         sidecar = self.quarantine / (name + REASON_SUFFIX)
         try:
-            write_durably(sidecar, orjson.dumps(record, option=orjson.OPT_INDENT_2))
+            replace_file(sidecar, orjson.dumps(record, option=orjson.OPT_INDENT_2))
             try:
                 os.rename(src, self.quarantine / name)
             except FileNotFoundError:
@@ -333,33 +332,3 @@ def file_type(mode: int) -> str:
         if test(mode):
             return word
     return f"mode_{stat.S_IFMT(mode):o}"
-
-
-def write_durably(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically and durably (tmp file, fsync, rename, fsync dir)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (
-            errno.EINVAL,
-            errno.ENOTSUP,
-        ):  # some filesystems cannot fsync a directory
-            raise
-    finally:
-        os.close(fd)

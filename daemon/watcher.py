@@ -8,13 +8,19 @@ inotify limits, a vanished directory); that never stops ingestion: the main loop
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import structlog
 import watchfiles
 
+from daemon.backoff import Backoff
 from daemon.config import WATCH_STEP_MS
+
+log = structlog.get_logger("session_db.service")  # the daemon's component name in log lines
 
 WATCHER_RUST_TIMEOUT_MS = 5000  # the watcher thread checks its stop flag at least this often
 WATCHER_RESTART_BASE_S = 1.0  # first restart delay after the watcher died; doubles, jittered
@@ -77,3 +83,54 @@ class Watcher:
         except BaseException as exc:  # noqa: BLE001 - recorded; the main loop logs it and restarts us
             self.error = exc
             self._wake(True)
+
+
+def describe_path(path: Path) -> str:
+    """A path for a log line: bytes that are not UTF-8 shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+class WatcherSupervisor:
+    """Keeps one watcher over the current paths: replaced when they change, restarted after a
+    backoff when it died. A dead watcher never stops ingestion: it is logged (`watcher_failed`),
+    the loop's scheduler keeps scanning every scan interval, and a new watcher starts later."""
+
+    def __init__(
+        self, wake: Callable[[bool], None], *, debounce_ms: int, force_polling: bool
+    ) -> None:
+        self.wake = wake
+        self.debounce_ms = debounce_ms
+        self.force_polling = force_polling
+        self.watcher: Watcher | None = None
+        self.backoff = Backoff(WATCHER_RESTART_BASE_S, WATCHER_RESTART_CAP_S)
+        self.retry_at = 0.0  # monotonic time before which a dead watcher stays down
+
+    def ensure(self, paths: list[Path]) -> None:
+        """A live watcher over `paths` from now on, unless a dead one's restart delay runs."""
+        watcher = self.watcher
+        if watcher is not None and watcher.alive and watcher.paths == paths:
+            return
+        if watcher is not None and not watcher.alive:
+            if watcher.error is not None:
+                delay = self.backoff.next_delay() + WATCHER_RESTART_BASE_S
+                self.retry_at = time.monotonic() + delay
+                log.error(
+                    "watcher_failed",
+                    error=describe_error(watcher.error),
+                    restart_in_s=round(delay, 1),
+                    fallback="periodic scan",
+                )
+                watcher.error = None
+            if time.monotonic() < self.retry_at:
+                return
+        if watcher is not None:
+            watcher.stop()
+        self.watcher = Watcher(
+            paths, self.wake, debounce_ms=self.debounce_ms, force_polling=self.force_polling
+        )
+        self.watcher.start()
+        log.info("watching", paths=[describe_path(p) for p in paths])
+
+    def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()

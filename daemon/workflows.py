@@ -163,8 +163,8 @@ class SessionTracker:
     def __init__(self, sink: Sink, host: str, redactor: Redactor | None = None) -> None:
         self.sink = sink
         self.host = host
-        # State is redacted like hook payloads. Default: the built-in rules (the daemon should
-        # pass Redactor.from_settings so that redact_keys/redact_patterns apply here too).
+        # State is redacted like hook payloads. Default: the built-in rules; the daemon passes
+        # the configured ones (wiring.tracker), so redact_keys/redact_patterns apply here too.
         self.redactor = Redactor() if redactor is None else redactor
         self._seen: dict[Path, str] = {}  # path → sha256 last handled (applied, or invalid)
         self._warned: set[tuple[str, str]] = set()

@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_hooks(settings: config.Settings, args: argparse.Namespace) -> int:
-    from daemon import installer
+    from daemon import claude_events, installer
     from daemon.resources import hook_script
 
     home = Path(os.environ.get("HOME") or Path.home())
@@ -42,12 +42,12 @@ def cmd_hooks(settings: config.Settings, args: argparse.Namespace) -> int:
         else:
             hook = installer.install_hook_script(hook_script(), settings.data_dir)
         other = installer.settings_path(home, None) if project else None
-        version = installer.claude_version()
+        version = claude_events.claude_version()
         # On stderr with --dry-run, so that stdout stays a clean diff.
         print(
-            installer.describe_detection(version), file=sys.stderr if args.dry_run else sys.stdout
+            claude_events.describe_detection(version), file=sys.stderr if args.dry_run else sys.stdout
         )
-        events = installer.detect_claude_events(version)
+        events = claude_events.detect_claude_events(version)
         plan = installer.plan_install(target, hook, settings.spool.resolve(), events, other)
     else:
         plan = installer.plan_uninstall(target)

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_run(settings: config.Settings, _args: argparse.Namespace) -> int:
-    from daemon.service import Service
+    from daemon.worker import Service
 
     log.info(
         "starting",
@@ -38,7 +38,7 @@ def cmd_run(settings: config.Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(settings: config.Settings, _args: argparse.Namespace) -> int:
-    from daemon.service import Service
+    from daemon.worker import Service
 
     stats = Service(settings).run_once()
     log.info(

@@ -73,10 +73,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_service(settings: config.Settings, args: argparse.Namespace) -> int:
-    from daemon import units
+    from daemon import systemd_units
 
     home = Path(os.environ.get("HOME") or Path.home())
-    p = units.plan(
+    p = systemd_units.plan(
         args.system, settings.url, home, args.as_user,
         state_dir=settings.state_dir, spool=settings.spool, config_file=settings.config_file,
     )  # fmt: skip
@@ -89,7 +89,7 @@ def cmd_service(settings: config.Settings, args: argparse.Namespace) -> int:
         for command in p.commands:
             print("  " + " ".join(command))
         return EX_OK
-    units.apply(p)
+    systemd_units.apply(p)
     print(f"wrote {p.unit_path}" + (f" and {p.env_path} (0600)" if p.env_text is not None else ""))
     for command in p.commands:
         if args.enable:

@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from daemon.installer import TOOL_EVENTS, describe_detection, detect_claude_events
+from daemon.claude_events import TOOL_EVENTS, describe_detection, detect_claude_events
 from tests.acceptance.conftest import Daemon, Env, wait_for
 from tests.e2e.fake_api import MODEL, FakeAnthropicAPI, Record, Usage, total
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from daemon import config
+from daemon import config, wiring
 from daemon.ingest import Ingestor
-from daemon.redaction import Redactor
 from daemon.sink import PostgresSink
 from daemon.spool import Spool
 from tests.integration.conftest import HOST
@@ -88,7 +87,7 @@ def test_newer_payload_fields_survive_default_redaction_and_field_cap(
         batch_max_bytes=defaults.batch_max_bytes,
         foreign_grace_s=0.0,
         field_cap_bytes=defaults.field_cap_bytes,
-        redactor=Redactor.from_settings(defaults),
+        redactor=wiring.redactor(defaults),
     )
     mcp = {"name": "github", "source": "user"}
     sent: dict[str, dict[str, Any]] = {

@@ -93,7 +93,7 @@ def test_fault_disk_full_while_quarantining_stops_without_losing(
     def full(*_: Any, **__: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(spool_module, "write_durably", full)
+    monkeypatch.setattr(spool_module, "replace_file", full)
     with pytest.raises(FatalIOError):
         ingestor.drain()
     left = {p.name for p in spool.new.iterdir()}

@@ -56,13 +56,14 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from daemon.durable import replace_file
 from daemon.errors import TransientDbError
 from daemon.events import Event
 from daemon.ingest import Ingestor
 from daemon.schema import SESSION_STATUSES, SESSION_TYPES
 from daemon.sink import PostgresSink
 from daemon.sink_port import WriteResult
-from daemon.spool import REASON_SUFFIX, Spool, write_durably
+from daemon.spool import REASON_SUFFIX, Spool
 from daemon.workflows import SessionTracker
 from tests.conftest import FIXTURES
 from tests.support.spoolwriter import spool_name, write_event, write_raw
@@ -124,7 +125,7 @@ class CrashSpool(Spool):
         self.crash_in_quarantine = False
         # The sidecar is durable, the rename never happens (spool.py documents this window).
         record = {"name": name, "reason": reason, "detail": detail}
-        write_durably(self.quarantine / (name + REASON_SUFFIX), json.dumps(record).encode())
+        replace_file(self.quarantine / (name + REASON_SUFFIX), json.dumps(record).encode())
         raise SimulatedCrash(f"between sidecar and rename of {name}")
 
 

@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 
 from daemon import config
 from daemon.ingest import DrainStats
-from daemon.service import Service
+from daemon.worker import Service
 from tests.conftest import REPO
 
 HOOK = REPO / "hooks" / "session-db-hook"

@@ -53,14 +53,14 @@ def test_migrations_round_trip_is_identical(empty_db_url: str) -> None:
 
 
 def partitions(url: str) -> set[str]:
-    """Names of partitions (agent_logs_YYYY_MM, agent_logs_default): schema.py describes parents."""
+    """Names of partitions (agent_logs_YYYY_MM, agent_logs_default): daemon/schema describes parents."""
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT relname FROM pg_class WHERE relispartition").fetchall()
     return {r[0] for r in rows}
 
 
 def test_schema_metadata_has_no_drift(db_url: str) -> None:
-    """daemon/schema.py describes exactly what the migrations create (partitions aside)."""
+    """daemon/schema describes exactly what the migrations create (partitions aside)."""
     skip = partitions(db_url)
     assert "agent_logs_default" in skip
 

@@ -111,5 +111,5 @@ def test_schema_older_is_refused_with_the_fix(db_url: str) -> None:
 
 
 def test_schema_head_has_no_compatibility_problems(db_url: str) -> None:
-    """At head, the compatibility check finds nothing (it agrees with daemon/schema.py)."""
+    """At head, the compatibility check finds nothing (it agrees with daemon/schema)."""
     assert [] == migrations.compatibility_problems(db_url)

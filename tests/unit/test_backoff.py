@@ -9,7 +9,7 @@ import pytest
 
 from daemon import config
 from daemon.backoff import Backoff
-from daemon.service import Service
+from daemon.worker import Service
 
 DRAWS = 200  # delays drawn per failure count
 

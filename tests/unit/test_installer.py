@@ -13,15 +13,13 @@ from typing import Any
 
 import pytest
 
-from daemon import installer
+from daemon import claude_events
+from daemon.claude_events import EXCLUDED_EVENTS, KNOWN_EVENTS, detect_claude_events
 from daemon.errors import InstallerError
 from daemon.installer import (
     BACKUPS_KEPT,
-    EXCLUDED_EVENTS,
     HOOK_TIMEOUT_S,
-    KNOWN_EVENTS,
     apply,
-    detect_claude_events,
     hook_command,
     install_hook_script,
     installed_hook_path,
@@ -220,7 +218,7 @@ def test_detect_claude_events_unknown_version_gets_only_events_every_version_acc
     """No `claude` (or an unparsable version): only the events the oldest version accepts, so no
     version can reject the file; the same set as for the oldest version."""
     baseline = detect_claude_events(version)
-    assert installer.BASELINE_EVENTS == baseline
+    assert claude_events.BASELINE_EVENTS == baseline
     assert set() == (LATE_EVENTS | {"PreSkillShellCommand"}) & set(baseline)
     assert detect_claude_events("1.0.0") == baseline
     assert 27 == len(baseline)
@@ -242,7 +240,7 @@ def test_describe_detection_names_the_version_and_what_is_installed(
     version: str | None, said: str
 ) -> None:
     """The line `hooks install` prints names the detected version, or says none was found."""
-    assert installer.describe_detection(version).startswith(said)
+    assert claude_events.describe_detection(version).startswith(said)
 
 
 def fake_claude(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
@@ -297,7 +295,7 @@ def test_hooks_install_prints_detected_version_and_installs_its_events(
     assert 0 == done.returncode, done.stderr
     assert done.stdout.startswith(said), done.stdout
     data = json.loads(path.read_text())
-    assert set(installer.BASELINE_EVENTS) | beyond_baseline == set(our_handlers(data))
+    assert set(claude_events.BASELINE_EVENTS) | beyond_baseline == set(our_handlers(data))
     assert USER_SETTINGS["hooks"]["Stop"] == [
         g for g in data["hooks"]["Stop"] if "session-db-hook" not in json.dumps(g)
     ]
@@ -306,7 +304,7 @@ def test_hooks_install_prints_detected_version_and_installs_its_events(
 def test_claude_version_parses_cli_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`claude --version` printing "2.1.330 (Claude Code)" gives "2.1.330"."""
     fake_claude(tmp_path, monkeypatch, 'echo "2.1.330 (Claude Code)"')
-    assert "2.1.330" == installer.claude_version()
+    assert "2.1.330" == claude_events.claude_version()
 
 
 @pytest.mark.parametrize("body", ["echo 2.1.330; exit 1", "echo 'no version here'"])
@@ -315,13 +313,13 @@ def test_claude_version_failing_cli_is_none(
 ) -> None:
     """A failing `claude` or one without a version in its output gives None."""
     fake_claude(tmp_path, monkeypatch, body)
-    assert None is installer.claude_version()
+    assert None is claude_events.claude_version()
 
 
 def test_claude_version_absent_is_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without `claude` on PATH the version is None."""
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert None is installer.claude_version()
+    assert None is claude_events.claude_version()
 
 
 def test_claude_version_hanging_cli_times_out(
@@ -329,8 +327,8 @@ def test_claude_version_hanging_cli_times_out(
 ) -> None:
     """A `claude` that hangs is given up on after the timeout: None."""
     fake_claude(tmp_path, monkeypatch, "exec sleep 30")
-    monkeypatch.setattr(installer, "CLAUDE_VERSION_TIMEOUT_S", 0.3)
-    assert None is installer.claude_version()
+    monkeypatch.setattr(claude_events, "CLAUDE_VERSION_TIMEOUT_S", 0.3)
+    assert None is claude_events.claude_version()
 
 
 # --- settings paths and commands --------------------------------------------------------

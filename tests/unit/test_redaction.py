@@ -14,7 +14,7 @@ import re2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon import config
+from daemon import config, wiring
 from daemon.errors import EX_CONFIG, ConfigError
 from daemon.events import parse, unescape_nul
 from daemon.redaction import DEFAULT_RULES, Redactor, drop_fields
@@ -335,7 +335,7 @@ def test_redaction_settings_build_the_redactor(tmp_path: Path) -> None:
     }
     s = config.load(env)
     assert (("pin", "otp"), ("corp-[0-9]{6}", "x{3,}")) == (s.redact_keys, s.redact_patterns)
-    stored, count = redact({"pin": "1", "c": "corp-123456"}, Redactor.from_settings(s))
+    stored, count = redact({"pin": "1", "c": "corp-123456"}, wiring.redactor(s))
     assert ({"pin": "[REDACTED:key_name]", "c": "[REDACTED:custom]"}, 2) == (stored, count)
 
     toml = tmp_path / "c.toml"

@@ -68,7 +68,7 @@ CHILD = textwrap.dedent(
     """
     import os, signal, sys
     from daemon import config, log as logsetup
-    from daemon.service import Service
+    from daemon.worker import Service
 
     class KillingStream:
         # Delivers SIGTERM to ourselves while structlog's PrintLogger holds its write lock

@@ -9,8 +9,8 @@ from pathlib import Path
 import structlog
 
 from daemon import config
-from daemon.service import Service
 from daemon.watcher import describe_error
+from daemon.worker import Service
 
 WAIT_S = 30.0
 
@@ -60,7 +60,7 @@ def test_watcher_dead_on_undecodable_name_is_logged_and_restarted_after_backoff(
         assert "\\udcff" not in failed[0]["error"]
         assert failed[0]["fallback"] == "periodic scan"
         assert service.watcher is first
-        service._watcher_retry_at = 0.0  # the restart delay has passed
+        service.watching.retry_at = 0.0  # the restart delay has passed
         with structlog.testing.capture_logs() as logs:
             service.ensure_watcher()
         assert service.watcher is not first

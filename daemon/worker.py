@@ -1,45 +1,43 @@
-"""The long-running daemon: watch, drain, sync, back off, stop cleanly.
+"""The daemon's worker loop: watch, drain, sync, back off, stop cleanly.
 
 The main loop owns the database connection. The watcher thread only wakes it (inotify
-drops events on overflow), so every wake-up and a timer run an authoritative scan.
+drops events on overflow), so every wake-up and the scheduler's jobs run an authoritative
+scan. What runs periodically in a pass (state files, heartbeat, partitions, transcripts,
+budgets, price drift, orphans) is a named job of `daemon.scheduler`.
 """
 
 from __future__ import annotations
 
-import math
-import os
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import structlog
 
-from daemon import budgets, db, migrations, partitions
+from daemon import budgets, db, migrations, partitions, price_drift, wiring
 from daemon.backoff import Backoff
 from daemon.cluster import EmbeddedCluster, find_binaries
 from daemon.config import Settings
 from daemon.errors import (
     ClusterError,
     ConfigError,
-    PermanentRowError,
     TransientDbError,
-    UnknownDbError,
 )
 from daemon.events import Event
+from daemon.heartbeat import Heartbeat, log_transcripts
 from daemon.ingest import DrainStats, Ingestor
-from daemon.messages import MessageArchive
 from daemon.notify import notify, watchdog_interval_s
 from daemon.price_drift import DriftWatch
-from daemon.redaction import Redactor
+from daemon.scheduler import Scheduler
 from daemon.signals import StopSignals, Waker
 from daemon.sink import PostgresSink
-from daemon.spool import Backlog, Spool
+from daemon.spool import Spool
 from daemon.transcripts import TRIGGER_EVENTS, ReadStats, TranscriptReader
-from daemon.watcher import WATCHER_RESTART_BASE_S, WATCHER_RESTART_CAP_S, Watcher, describe_error
+from daemon.watcher import Watcher, WatcherSupervisor
 from daemon.workflows import SessionTracker, sessions_dir
 
-log = structlog.get_logger("session_db.service")
+log = structlog.get_logger("session_db.service")  # the daemon's component name in log lines
+
+ORPHAN_SCAN_MAX_S = 600.0  # tmp/ is checked for orphans every orphan_ttl_s / 4, at most this apart
 
 __all__ = ["Backoff", "Service", "Watcher"]
 
@@ -57,29 +55,44 @@ class Service:
         self._state_dirty = True
         self.cluster: EmbeddedCluster | None = None
         self._one_shot = False  # `ingest --once`: no heartbeat row (it is not a daemon)
-        self._watcher_backoff = Backoff(WATCHER_RESTART_BASE_S, WATCHER_RESTART_CAP_S)
-        self._watcher_retry_at = 0.0  # monotonic time before which a dead watcher stays down
+        self.watching = WatcherSupervisor(
+            self.wake,
+            debounce_ms=settings.watch_debounce_ms,
+            force_polling=settings.force_polling,
+        )
         self.url: str | None = settings.url
         self.sink: PostgresSink | None = None
         self.ingestor: Ingestor | None = None
         self.tracker: SessionTracker | None = None
         self.transcripts: TranscriptReader | None = None
         self._transcripts_due: set[str] = set()
-        self._last_transcript_scan = 0.0
         self.price_drift = DriftWatch()
-        self.watcher: Watcher | None = None
-        self.db_state = "unknown"
         self.db_roots: set[str] = set()
         self.totals = DrainStats()
-        self._last_scan = 0.0
-        self._last_orphans = 0.0
+        self.health = Heartbeat(settings, self.spool, self.totals)
         self._last_watchdog = 0.0
-        self._budgets_due = 0.0  # monotonic time of the next budget check (reports, issue 14)
-        self._last_heartbeat = 0.0
-        self._partitions_due = 0.0  # monotonic time of the next best-effort partition check
-        self._started_at = datetime.now(UTC)
-        self._last_error: tuple[str, datetime] | None = None
-        self._backlog_high = False
+        self.jobs = self._schedule()
+
+    def _schedule(self) -> Scheduler:
+        """The periodic jobs of a pass, in the order they run (see docs of daemon.scheduler)."""
+        scan_s = self.settings.scan_interval_s
+        jobs = Scheduler()
+        jobs.add("state_files", scan_s, self._sync_state_files)
+        jobs.add("heartbeat", scan_s, self._heartbeat)
+        # maintain_in_daemon returns its own next delay (math.inf: not ours to maintain)
+        jobs.add(
+            "partitions", partitions.DAEMON_INTERVAL_S, self._maintain_partitions, forced=False
+        )
+        jobs.add("transcripts", scan_s, self._read_transcripts)
+        jobs.add("budgets", budgets.CHECK_INTERVAL_S, self._check_budgets)
+        jobs.add("price_drift", price_drift.CHECK_INTERVAL_S, self._check_price_drift, forced=False)
+        orphan_s = min(self.settings.orphan_ttl_s / 4, ORPHAN_SCAN_MAX_S)
+        jobs.add("orphans", orphan_s, self._settle_orphans)
+        return jobs
+
+    @property
+    def db_state(self) -> str:
+        return self.health.db_state
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -121,54 +134,22 @@ class Service:
                 "embedded_cluster_ready", psql=" ".join(self.cluster.psql_argv()), url=self.url
             )
         assert self.url is not None
-        self.sink = PostgresSink.for_settings(self.settings, self.url)
-        self.ingestor = Ingestor(
-            self.spool,
-            self.sink,
-            host=self.settings.host,
-            batch_max_files=self.settings.batch_max_files,
-            batch_max_bytes=self.settings.batch_max_bytes,
-            foreign_grace_s=self.settings.foreign_grace_s,
-            field_cap_bytes=self.settings.field_cap_bytes,
-            redactor=Redactor.from_settings(self.settings),
-            keep_originals=self.settings.keep_originals,
-            max_file_bytes=self.settings.max_file_bytes,
-            pause_dir=self.settings.state_dir,
-        )
-        self.tracker = SessionTracker(self.sink, self.settings.host)
+        self.sink = wiring.postgres_sink(self.settings, self.url)
+        self.ingestor = wiring.ingestor(self.settings, self.spool, self.sink)
+        self.tracker = wiring.tracker(self.settings, self.sink)
         self.transcripts = TranscriptReader(
-            self.sink, self.settings.host, archive=MessageArchive.from_settings(self.settings)
+            self.sink, self.settings.host, archive=wiring.archive(self.settings)
         )
         self.ingestor.on_event = self._note_event
 
     def shutdown(self, *, clean: bool = False) -> None:
-        if self.watcher is not None:
-            self.watcher.stop()
-        if clean and not self._one_shot:
-            self._mark_stopped()
+        self.watching.stop()
+        if clean and not self._one_shot and self.sink is not None:
+            self.health.mark_stopped(self.sink)  # best effort: the database may be down
         if self.sink is not None:
             self.sink.close()
         if self.cluster is not None:
             self.cluster.release()  # the last user of the embedded cluster stops it
-
-    def _mark_stopped(self) -> None:
-        """Record a clean stop in our heartbeat row (best effort: the database may be down)."""
-        if self.sink is None or self.db_state != "up":
-            return
-        try:
-            with self.sink.classified(), db.transaction(self.sink.connection()) as cur:
-                cur.execute(
-                    db.MARK_HEARTBEAT_STOPPED,
-                    {
-                        "host": self.settings.host,
-                        "pid": os.getpid(),
-                        "started_at": self._started_at,
-                        "events": self.totals.inserted,
-                        "quarantined": self.totals.quarantined,
-                    },
-                )
-        except (TransientDbError, UnknownDbError, PermanentRowError) as exc:
-            log.warning("stop_not_recorded", error=str(exc))
 
     # --- database readiness -------------------------------------------------------------
 
@@ -179,7 +160,7 @@ class Service:
         if self.settings.embedded:
             migrations.upgrade(self.url, connect_timeout_s=timeout_s)
         if migrations.check(self.url, connect_timeout_s=timeout_s) != migrations.head_revision():
-            self._partitions_due = math.inf  # a newer schema: its own session-db maintains it
+            self.jobs.suspend("partitions")  # a newer schema: its own session-db maintains it
 
     def _note_event(self, event: Event) -> None:
         """Events that end a turn or an agent make its transcripts worth reading now."""
@@ -212,36 +193,13 @@ class Service:
         return paths
 
     def ensure_watcher(self) -> None:
-        """Start the watcher, replace it when the roots change, restart it when it died.
+        """Start the watcher, replace it when the roots change, restart it after a backoff when
+        it died (see watcher.WatcherSupervisor)."""
+        self.watching.ensure(self.watch_paths())
 
-        A dead watcher never stops ingestion: it is logged (`watcher_failed`), the loop's
-        timer keeps scanning every scan interval, and a new watcher starts after a backoff."""
-        paths = self.watch_paths()
-        if self.watcher is not None and self.watcher.alive and self.watcher.paths == paths:
-            return
-        if self.watcher is not None and not self.watcher.alive:
-            if self.watcher.error is not None:
-                delay = self._watcher_backoff.next_delay() + WATCHER_RESTART_BASE_S
-                self._watcher_retry_at = time.monotonic() + delay
-                log.error(
-                    "watcher_failed",
-                    error=describe_error(self.watcher.error),
-                    restart_in_s=round(delay, 1),
-                    fallback="periodic scan",
-                )
-                self.watcher.error = None
-            if time.monotonic() < self._watcher_retry_at:
-                return
-        if self.watcher is not None:
-            self.watcher.stop()
-        self.watcher = Watcher(
-            paths,
-            self.wake,
-            debounce_ms=self.settings.watch_debounce_ms,
-            force_polling=self.settings.force_polling,
-        )
-        self.watcher.start()
-        log.info("watching", paths=[describe_path(p) for p in paths])
+    @property
+    def watcher(self) -> Watcher | None:
+        return self.watching.watcher
 
     def run(self) -> int:
         """Run until stopped. Returns the exit code."""
@@ -300,10 +258,10 @@ class Service:
                     if self.db_state != "up":
                         self.sink.ping()  # "up" only once the database has really answered
                     self.pass_once()
-                self._set_db_state("up")
+                self.health.set_db_state("up")
                 backoff.reset()
             except TransientDbError as exc:
-                self._set_db_state("down", error=str(exc))
+                self.health.set_db_state("down", error=str(exc))
                 if self.sink is not None:
                     self.sink.close()
                 if self._recover_cluster():
@@ -360,128 +318,60 @@ class Service:
             notify("WATCHDOG=1")
             self._last_watchdog = time.monotonic()
 
-    def _set_db_state(self, state: str, **kw: Any) -> None:
-        if state == "down":
-            self._last_error = (str(kw.get("error", "")), datetime.now(UTC))
-        if state != self.db_state:
-            if state == "down":
-                log.error("database_down", **kw)
-            else:
-                log.info("database_up")
-            self.db_state = state
-        if state == "down":
-            self._check_backlog(self.spool.backlog())
-        elif not self._backlog_high:
-            notify("STATUS=db=up")
-
-    def _check_backlog(self, backlog: Backlog) -> None:
-        """Warn once when the backlog passes a threshold, once more when it is back to normal."""
-        oldest = backlog.oldest_age_s or 0.0
-        high = (
-            backlog.files > self.settings.backlog_warn_files
-            or oldest > self.settings.backlog_warn_age_s
-        )
-        if high != self._backlog_high:
-            self._backlog_high = high
-            if high:
-                log.warning(
-                    "backlog_high",
-                    files=backlog.files,
-                    bytes=backlog.bytes,
-                    oldest_s=round(oldest, 1),
-                )
-            else:
-                log.info("backlog_normal", files=backlog.files)
-        warn = " WARNING: backlog high" if high else ""
-        notify(f"STATUS=db={self.db_state} backlog={backlog.files} oldest={oldest:.0f}s{warn}")
-
-    def _heartbeat(self) -> None:
-        """Record this daemon's state in daemon_heartbeats (one row per run; none for one-shot runs)."""
-        if self._one_shot:
-            self._check_backlog(self.spool.backlog())
-            return
-        from daemon import __version__
-
-        assert self.sink is not None
-        backlog = self.spool.backlog()
-        self._check_backlog(backlog)
-        error, error_at = self._last_error or (None, None)
-        with db.transaction(self.sink.connection()) as cur:
-            cur.execute(
-                db.UPSERT_HEARTBEAT,
-                {
-                    "host": self.settings.host,
-                    "pid": os.getpid(),
-                    "version": __version__,
-                    "spool": str(self.settings.spool),
-                    "started_at": self._started_at,
-                    "events": self.totals.inserted,
-                    "quarantined": self.totals.quarantined,
-                    "backlog_files": backlog.files,
-                    "backlog_bytes": backlog.bytes,
-                    "oldest_s": backlog.oldest_age_s,
-                    "last_error": error,
-                    "last_error_at": error_at,
-                },
-            )
-
     def pass_once(self, *, force_scan: bool = False) -> DrainStats:
-        """One authoritative pass: spool, then state files and orphans when due."""
+        """One authoritative pass: spool, then the scheduler's jobs that are due (all with force_scan)."""
         assert self.ingestor is not None
-        assert self.tracker is not None
         stats = self.ingestor.drain(self._between_steps)
         for name in ("batches", "files", "inserted", "duplicates", "quarantined", "redactions"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
-        now = time.monotonic()
-        due = force_scan or now - self._last_scan >= self.settings.scan_interval_s
-        if due or self._state_dirty or self.roots_changed():
-            self._state_dirty = False
-            self.tracker.sync(self.roots(), progress=self._between_steps)
-            self._last_scan = now
-            if self.watcher is not None:
-                self.ensure_watcher()
-        if force_scan or now - self._last_heartbeat >= self.settings.scan_interval_s:
-            self._last_heartbeat = now
-            self._heartbeat()
-        if now >= self._partitions_due:
-            assert self.sink is not None
-            self._partitions_due = now + partitions.maintain_in_daemon(self.sink.connection)
-        assert self.transcripts is not None
-        if force_scan or now - self._last_transcript_scan >= self.settings.scan_interval_s:
-            self._last_transcript_scan = now
-            self._transcripts_due.clear()
-            self._log_transcripts(self.transcripts.sync(progress=self._between_chunks))
-        elif self._transcripts_due:
+        if self._state_dirty or self.roots_changed():
+            self.jobs.request("state_files")
+        ran = self.jobs.run_due(time.monotonic(), force=force_scan)
+        if "transcripts" not in ran and self._transcripts_due:
+            # A turn or an agent ended: read just its transcripts now.
+            assert self.transcripts is not None
             paths, self._transcripts_due = self._transcripts_due, set()
-            self._log_transcripts(self.transcripts.sync(only=paths, progress=self._between_chunks))
-        if force_scan or now >= self._budgets_due:
-            assert self.sink is not None
-            self._budgets_due = now + budgets.CHECK_INTERVAL_S
-            budgets.check(self.sink.connection())
-        if self.price_drift.due(now):
-            assert self.sink is not None
-            self.price_drift.check(self.sink.connection(), now)
-        if force_scan or now - self._last_orphans >= min(self.settings.orphan_ttl_s / 4, 600):
-            self._last_orphans = now
-            for name in self.spool.orphans(self.settings.orphan_ttl_s):
-                outcome = self.spool.settle_orphan(name)
-                log.warning("orphan_settled", file=name, outcome=outcome)
+            log_transcripts(self.transcripts.sync(only=paths, progress=self._between_chunks))
         return stats
 
-    @staticmethod
-    def _log_transcripts(stats: ReadStats) -> None:
-        if stats.files or stats.missing:
-            log.info(
-                "transcripts_read",
-                files=stats.files,
-                bytes=stats.bytes,
-                lines=stats.lines,
-                responses=stats.responses,
-                inserted=stats.inserted,
-                updated=stats.updated,
-                resets=stats.resets,
-                missing=stats.missing,
-            )
+    # --- the scheduler's jobs (each gets the pass's monotonic time) -----------------------
+
+    def _sync_state_files(self, _now: float) -> None:
+        assert self.tracker is not None
+        self._state_dirty = False
+        self.tracker.sync(self.roots(), progress=self._between_steps)
+        if self.watcher is not None:
+            self.ensure_watcher()
+
+    def _heartbeat(self, _now: float) -> None:
+        """Record this daemon's state in daemon_heartbeats (one row per run; none for one-shot runs)."""
+        if self._one_shot:
+            self.health.check_backlog(self.spool.backlog())
+            return
+        assert self.sink is not None
+        self.health.record(self.sink.connection())
+
+    def _maintain_partitions(self, _now: float) -> float:
+        assert self.sink is not None
+        return partitions.maintain_in_daemon(self.sink.connection)
+
+    def _read_transcripts(self, _now: float) -> None:
+        assert self.transcripts is not None
+        self._transcripts_due.clear()
+        log_transcripts(self.transcripts.sync(progress=self._between_chunks))
+
+    def _check_budgets(self, _now: float) -> None:
+        assert self.sink is not None
+        budgets.check(self.sink.connection())
+
+    def _check_price_drift(self, _now: float) -> None:
+        assert self.sink is not None
+        self.price_drift.check(self.sink.connection())
+
+    def _settle_orphans(self, _now: float) -> None:
+        for name in self.spool.orphans(self.settings.orphan_ttl_s):
+            outcome = self.spool.settle_orphan(name)
+            log.warning("orphan_settled", file=name, outcome=outcome)
 
     def roots_changed(self) -> bool:
         return self.watcher is not None and self.watcher.paths != self.watch_paths()
@@ -503,8 +393,3 @@ class Service:
             self.shutdown()
             self._waker.close()
         return self.totals
-
-
-def describe_path(path: Path) -> str:
-    """A path for a log line: bytes that are not UTF-8 shown as \\xNN escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
