@@ -18,7 +18,7 @@ from typing import TextIO
 from daemon import config, db, wiring
 from daemon.database import migrated_sink
 from daemon.errors import ConfigError
-from daemon.transcripts import ReadStats, TranscriptReader, transcript_roots
+from daemon.transcripts import ReadStats
 
 PROGRESS_TTY_INTERVAL_S = 0.1  # redraw the bar at most this often on a terminal
 PROGRESS_LINE_INTERVAL_S = 5.0  # one progress line this often when stderr is a file or pipe
@@ -140,11 +140,8 @@ def run(settings: config.Settings, dirs: Sequence[Path]) -> Summary | None:
     total_bytes = sum(p.stat().st_size for p in files)
     t0 = time.monotonic()
     with migrated_sink(settings) as sink:
-        # The folders named on the command line are read too (transcript_roots() are always).
-        reader = TranscriptReader(
-            sink, settings.host, archive=wiring.archive(settings),
-            allowed_roots=[*transcript_roots(), *folders],
-        )  # fmt: skip
+        # The folders named on the command line are read too.
+        reader = wiring.transcript_reader(settings, sink, also_under=folders)
         new = reader.register(files)
         bar = Progress(len(files), total_bytes)
         stats = reader.sync(only={str(p) for p in files}, progress=bar.update)

@@ -1,6 +1,6 @@
 """Which Claude Code hook events `hooks install` registers, by the Claude Code version found.
 
-Every event of reference/claude-code.md §5 except the two that must not be hooked; events newer
+Every event of docs/design/claude-code.md §5 except the two that must not be hooked; events newer
 than the installed `claude` are left out (an older CLI that meets an unknown event name skips the
 whole settings file). The version comes from `claude --version`.
 """
@@ -13,10 +13,10 @@ import subprocess
 
 CLAUDE_VERSION_TIMEOUT_S = 5
 # WorktreeCreate replaces git's worktree creation and fails it on any non-zero exit;
-# a logging hook has no business there (reference/claude-code.md §5).
+# a logging hook has no business there (docs/design/claude-code.md §5).
 EXCLUDED_EVENTS = frozenset({"WorktreeCreate", "WorktreeRemove"})
 
-# Every event of reference/claude-code.md §5 except the excluded two, in its table order.
+# Every event of docs/design/claude-code.md §5 except the excluded two, in its table order.
 KNOWN_EVENTS: tuple[str, ...] = (
     "SessionStart",
     "Setup",
@@ -71,7 +71,7 @@ TOOL_EVENTS = frozenset(
 #     snapshot of about 2.1.240);
 #   - MessageDisplay and PostToolBatch were first observed in the 2.1.330 run; their first
 #     release is unknown, so they are treated as 2.1.330 as well.
-#   - PreSkillShellCommand is new in 2.1.332 (reference §17); 2.1.331 and older open a
+#   - PreSkillShellCommand is new in 2.1.332 (docs/design/claude-code.md §17); 2.1.331 and older open a
 #     dialog at start for a settings file that names it.
 # Events not listed are assumed to be known by every version this installer supports.
 EVENT_MIN_VERSION: dict[str, tuple[int, int, int]] = {

@@ -176,6 +176,10 @@ class Settings:
     watch: tuple[Path, ...] = _setting(
         (), _as_paths, "project roots or agents/sessions folders to watch, os.pathsep-separated"
     )
+    transcript_roots: tuple[Path, ...] = _setting(
+        (), _as_paths,
+        "more folders whose transcripts may be read, besides Claude's projects/ folders, os.pathsep-separated",
+    )  # fmt: skip
     host: str = _setting(None, _as_str, "host name recorded with rows (default: this machine's)")
     batch_max_files: int = _setting(
         BATCH_MAX_FILES, _as_int, "most spool files per transaction", bound=POSITIVE

@@ -1,6 +1,6 @@
 """`session-db hooks install` / `uninstall`: the hook script and Claude Code settings files.
 
-Claude Code reads hooks from JSON settings files (reference/claude-code.md §1). This module
+Claude Code reads hooks from JSON settings files (docs/design/claude-code.md §1). This module
 adds one command handler per event that points at the installed hook, replaces a previous
 one of ours instead of adding a second, and leaves every other hook and key untouched.
 A plan is computed first (`plan_install` / `plan_uninstall`), so `--dry-run` can show the

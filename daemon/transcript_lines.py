@@ -2,7 +2,7 @@
 
 One API response is written as one line per content block, each repeating the full usage;
 resumed sessions and sidechains copy lines again. Duplicates merge keeping the largest value of
-each field, a non-sidechain copy's attribution wins (docs: reference/claude-code.md §10).
+each field, a non-sidechain copy's attribution wins (docs: docs/design/claude-code.md §10).
 `<synthetic>` lines (API errors) have no cost and are not stored.
 
 Only lines that contain the bytes `"usage"` (a response) or `"promptId"` (a user line, which

@@ -41,15 +41,17 @@ HEAD_BYTES = 64 * 1024  # the first line is fingerprinted to notice a replaced f
 TRIGGER_EVENTS = frozenset({"Stop", "SubagentStop", "PreCompact", "SessionEnd"})
 # Transcript paths come from hook payloads, which anyone who can write the spool controls: only
 # regular files below these roots are read (the Claude config dirs' projects/, plus these).
-TRANSCRIPT_ROOTS_ENV = "SESSION_DB_TRANSCRIPT_ROOTS"  # os.pathsep-separated extra roots
 # Non-blocking: a FIFO planted under projects/ does not hang the open (fstat then refuses it).
 TRANSCRIPT_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
 
 
-def transcript_roots(env: Mapping[str, str] | None = None) -> list[Path]:
+def transcript_roots(
+    env: Mapping[str, str] | None = None, extra: Iterable[Path] = ()
+) -> list[Path]:
     """Where transcripts may be read: each `$CLAUDE_CONFIG_DIR` (comma list), else `~/.claude`
-    and `~/.config/claude`, with `projects/` appended; then `$SESSION_DB_TRANSCRIPT_ROOTS`.
-    Resolved (a symlinked ~/.claude counts as its target); they need not exist yet."""
+    and `~/.config/claude`, with `projects/` appended; then the `extra` roots (the
+    `transcript_roots` setting). Resolved (a symlinked ~/.claude counts as its target); they
+    need not exist yet."""
     env = os.environ if env is None else env
     home = Path(env.get("HOME") or Path.home())
     bases = [Path(p.strip()).expanduser() for p in env.get("CLAUDE_CONFIG_DIR", "").split(",")]
@@ -57,10 +59,7 @@ def transcript_roots(env: Mapping[str, str] | None = None) -> list[Path]:
         home / ".claude",
         home / ".config" / "claude",
     ]
-    roots = [b / "projects" for b in bases]
-    roots += [
-        Path(p).expanduser() for p in env.get(TRANSCRIPT_ROOTS_ENV, "").split(os.pathsep) if p
-    ]
+    roots = [b / "projects" for b in bases] + [Path(p).expanduser() for p in extra]
     return [Path(os.path.realpath(r)) for r in roots]
 
 

@@ -7,6 +7,9 @@ daemon.config for it, so the settings module and those modules import in one dir
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 from daemon import config
 from daemon.config import Settings
 from daemon.ingest import Ingestor
@@ -14,6 +17,7 @@ from daemon.messages import MessageArchive
 from daemon.redaction import Redactor
 from daemon.sink import PostgresSink
 from daemon.spool import Spool
+from daemon.transcripts import TranscriptReader, transcript_roots
 from daemon.workflows import SessionTracker
 
 
@@ -59,6 +63,15 @@ def ingestor(settings: Settings, spool: Spool, sink: PostgresSink) -> Ingestor:
         max_file_bytes=settings.max_file_bytes,
         pause_dir=settings.state_dir,
     )
+
+
+def transcript_reader(
+    settings: Settings, sink: PostgresSink, also_under: Iterable[Path] = ()
+) -> TranscriptReader:
+    """The transcript reader: the settings' archive, reading only below Claude's projects/
+    folders, the `transcript_roots` setting and `also_under` (folders a backfill names)."""
+    roots = transcript_roots(extra=[*settings.transcript_roots, *also_under])
+    return TranscriptReader(sink, settings.host, archive=archive(settings), allowed_roots=roots)
 
 
 def tracker(settings: Settings, sink: PostgresSink) -> SessionTracker:

@@ -137,9 +137,7 @@ class Service:
         self.sink = wiring.postgres_sink(self.settings, self.url)
         self.ingestor = wiring.ingestor(self.settings, self.spool, self.sink)
         self.tracker = wiring.tracker(self.settings, self.sink)
-        self.transcripts = TranscriptReader(
-            self.sink, self.settings.host, archive=wiring.archive(self.settings)
-        )
+        self.transcripts = wiring.transcript_reader(self.settings, self.sink)
         self.ingestor.on_event = self._note_event
 
     def shutdown(self, *, clean: bool = False) -> None:
