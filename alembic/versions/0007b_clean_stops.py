@@ -6,7 +6,7 @@ daemon_status (grants kept): a stopped daemon is never stale, and two new column
 no heartbeat row at all.
 
 Revision ID: 0007b
-Revises: 0005
+Revises: 0008
 Create Date: 2026-12-02
 """
 

@@ -1,7 +1,7 @@
 """The conversation archive: `messages`, one row per conversation entry of a transcript.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-02
 
 What changes:

@@ -1,7 +1,7 @@
 """messages partitioned by month (declarative RANGE partitioning on occurred_at), like agent_logs.
 
 Revision ID: 0008b
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-02
 
 Why: retention follows agent_logs (0005). `session-db prune --older-than 180d` drops whole

@@ -2,7 +2,7 @@
 attribution views.
 
 Revision ID: 0009
-Revises: 0006 (the cost engine: token_usage.price_id and cost_usd, kept by its triggers)
+Revises: 0007b (needs 0006, the cost engine: token_usage.price_id and cost_usd, kept by its triggers)
 Create Date: 2026-12-02
 """
 

@@ -134,8 +134,10 @@ agent_logs = sa.Table(
     sa.Column(
         "transforms",
         pg.ARRAY(sa.Text),
-        comment="Changes made to the payload before storing it, e.g. {nul_escaped}; "
-        "payload_sha256 is then the sha256 of the original bytes.",
+        comment="Changes made to the payload before storing it (nul_escaped, bom_stripped, "
+        "truncated…, redacted…, dropped…). payload_sha256 is the sha256 of the original bytes when "
+        "the payload was changed and nothing was redacted; a redacted row keeps no hash of the "
+        "original.",
     ),
     sa.UniqueConstraint("event_uid", "occurred_at", name="agent_logs_event_uid_occurred_at_key"),
     sa.CheckConstraint(
