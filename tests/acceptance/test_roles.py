@@ -82,7 +82,8 @@ def as_user(url: str, user: str) -> str:
 def cli(root: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "daemon", *args],
-        env=Env(root, url).vars(),
+        # The workload's transcripts live under root, not below a Claude projects/ folder.
+        env=Env(root, url, extra={"SESSION_DB_TRANSCRIPT_ROOTS": str(root)}).vars(),
         capture_output=True,
         text=True,
         timeout=300,
