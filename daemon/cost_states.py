@@ -14,13 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-
-def positive_int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def nonempty_str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+from daemon.line_fields import nonempty_str, positive_int
 
 
 @dataclass(slots=True)

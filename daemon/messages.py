@@ -23,6 +23,7 @@ import orjson
 
 from daemon.config import ARCHIVE_DEFAULT, ARCHIVE_MODES
 from daemon.events import NUL_MARKER, TRUNCATED, cap_strings, escape_nul
+from daemon.line_fields import entry_time, nonempty_str
 from daemon.redaction import Redactor
 from daemon.schema import MESSAGE_ROLES
 
@@ -94,17 +95,6 @@ class MessageRow:
         )  # fmt: skip
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def plain_text(content: Any) -> str:  # noqa: PLR0911 - one return per block type reads best
@@ -176,7 +166,7 @@ class MessageArchive:
         `line_bytes` is the size of the line it was decoded from: an attachment's size.
         """
         role = entry.get("type")
-        uuid = _str(entry.get("uuid"))
+        uuid = nonempty_str(entry.get("uuid"))
         if uuid is None or role not in ROLES:
             return None
         message = entry.get("message")
@@ -186,30 +176,30 @@ class MessageArchive:
         if role == "attachment":
             att = entry.get("attachment")
             att_d: dict[str, Any] = att if isinstance(att, dict) else {}
-            entry_type = _str(att_d.get("type")) or "attachment"
+            entry_type = nonempty_str(att_d.get("type")) or "attachment"
             content = {k: att_d[k] for k in ATTACHMENT_META_KEYS if k in att_d}
             content["bytes"] = line_bytes
         elif role == "system":
-            entry_type = _str(entry.get("subtype")) or "system"
+            entry_type = nonempty_str(entry.get("subtype")) or "system"
             content = {k: v for k, v in entry.items() if k not in SYSTEM_SKIP_KEYS}
         elif role == "assistant":
             raw = msg.get("content")
             blocks = raw if isinstance(raw, list) else [raw]
             content = blocks[0] if len(blocks) == 1 else blocks
             first = blocks[0] if blocks and isinstance(blocks[0], dict) else {}
-            entry_type = _str(first.get("type")) or "text"
+            entry_type = nonempty_str(first.get("type")) or "text"
             if entry_type == "tool_use":
-                tool_use_id, tool_name = _str(first.get("id")), _str(first.get("name"))
-            message_id, model = _str(msg.get("id")), _str(msg.get("model"))
+                tool_use_id, tool_name = nonempty_str(first.get("id")), nonempty_str(first.get("name"))
+            message_id, model = nonempty_str(msg.get("id")), nonempty_str(msg.get("model"))
         else:  # user
             content = msg.get("content")
             first = content[0] if isinstance(content, list) and content else {}
             if isinstance(first, dict) and first.get("type") == "tool_result":
                 entry_type = "tool_result"
-                tool_use_id = _str(first.get("tool_use_id"))
+                tool_use_id = nonempty_str(first.get("tool_use_id"))
                 result = entry.get("toolUseResult")
                 if isinstance(result, dict):
-                    spawned = _str(result.get("agentId"))
+                    spawned = nonempty_str(result.get("agentId"))
             elif entry.get("isCompactSummary"):
                 entry_type = "compact_summary"
             elif entry.get("isMeta"):
@@ -217,7 +207,7 @@ class MessageArchive:
             else:
                 entry_type = "prompt"
         if role == "user":
-            prompt_id = _str(entry.get("promptId")) or prompt_id
+            prompt_id = nonempty_str(entry.get("promptId")) or prompt_id
         try:
             body, text, size, sha, transforms = self._stored(content, role)
         except (RecursionError, orjson.JSONEncodeError):
@@ -226,15 +216,15 @@ class MessageArchive:
             body, text, size, sha, transforms = TOO_DEEP_CONTENT, None, line_bytes, None, [TOO_DEEP]
         return MessageRow(
             uuid=uuid,
-            parent_uuid=_str(entry.get("parentUuid")),
-            claude_session_id=_str(entry.get("sessionId")),
-            claude_agent_id=_str(entry.get("agentId")),
-            occurred_at=_time(entry.get("timestamp")),
+            parent_uuid=nonempty_str(entry.get("parentUuid")),
+            claude_session_id=nonempty_str(entry.get("sessionId")),
+            claude_agent_id=nonempty_str(entry.get("agentId")),
+            occurred_at=entry_time(entry.get("timestamp")),
             role=role,
             entry_type=entry_type,
             model=model,
-            cwd=_str(entry.get("cwd")),
-            git_branch=_str(entry.get("gitBranch")),
+            cwd=nonempty_str(entry.get("cwd")),
+            git_branch=nonempty_str(entry.get("gitBranch")),
             prompt_id=prompt_id,
             message_id=message_id,
             tool_use_id=tool_use_id,

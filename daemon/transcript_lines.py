@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from daemon.cost_states import CostState, cost_state_from_line, nonempty_str, positive_int
+from daemon.cost_states import CostState, cost_state_from_line
+from daemon.line_fields import entry_time, nonempty_str, positive_int
 from daemon.messages import UUID_KEY, MessageArchive, MessageRow
 from daemon.schema import USAGE_COUNTERS
 
@@ -88,13 +89,6 @@ class Usage:
             self.occurred_at = other.occurred_at
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def usage_from_line(entry: dict[str, Any], prompt_id: str | None, path: str) -> Usage | None:
@@ -144,7 +138,7 @@ def usage_from_line(entry: dict[str, Any], prompt_id: str | None, path: str) -> 
         speed=nonempty_str(usage.get("speed")),
         service_tier=nonempty_str(usage.get("service_tier")),
         inference_geo=nonempty_str(usage.get("inference_geo")),
-        occurred_at=_time(entry.get("timestamp")),
+        occurred_at=entry_time(entry.get("timestamp")),
         is_sidechain=bool(entry.get("isSidechain")),
         transcript_path=path,
         cwd=nonempty_str(entry.get("cwd")),

@@ -31,13 +31,6 @@ def conn(db_url: str) -> Iterator[Conn]:
         yield c
 
 
-@pytest.fixture
-def sink(db_url: str) -> Iterator[PostgresSink]:
-    s = PostgresSink(
-        db_url, host=HOST, connect_timeout_s=5, statement_timeout_ms=30_000, lock_timeout_ms=10_000
-    )
-    yield s
-    s.close()
 
 
 def month(year: int, mon: int, day: int = 1) -> datetime:

@@ -6,13 +6,11 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
-import pytest
 
 from daemon import messages as archive_rows
 from daemon.messages import MessageArchive
@@ -36,13 +34,6 @@ def query(url: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         return conn.execute(sql, params).fetchall()
 
 
-@pytest.fixture
-def sink(db_url: str) -> Iterator[PostgresSink]:
-    s = PostgresSink(
-        db_url, host=HOST, connect_timeout_s=5, statement_timeout_ms=30_000, lock_timeout_ms=10_000
-    )
-    yield s
-    s.close()
 
 
 def read(sink: PostgresSink, files: list[Path], archive: MessageArchive | None = None) -> Any:
