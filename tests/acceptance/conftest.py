@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -191,3 +192,35 @@ def assert_oracle(env: Env, accepted: set[str]) -> None:
     assert accepted == set(rows) | quarantined, "lost or unknown events"
     assert set() == set(rows) & quarantined, "an event is both a row and quarantined"
     assert [] == sorted(p.name for p in (env.spool / "new").iterdir()), "new/ not drained"
+
+
+class HookLoop(threading.Thread):
+    """The real hook in a loop, one event every `interval_s`; remembers the marker of every
+    event it accepted (exit 0, nothing on stderr) and of every one it did not."""
+
+    def __init__(self, env: Env, prefix: str, interval_s: float) -> None:
+        super().__init__(name="hooks", daemon=True)
+        self.env = env
+        self.prefix = prefix
+        self.interval_s = interval_s
+        self.accepted: list[str] = []
+        self.failed: list[str] = []
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        while not self._done.is_set():
+            marker = f"{self.prefix}{n:06d}"
+            payload = f'{{"hook_event_name":"PostToolUse","marker":"{marker}"}}'.encode()
+            done = run_hook(self.env, payload, "PostToolUse")
+            (self.accepted if done.returncode == 0 and not done.stderr else self.failed).append(
+                marker
+            )
+            n += 1
+            self._done.wait(self.interval_s)
+
+    def stop(self) -> None:
+        self._done.set()
+        if self.ident is not None:
+            self.join(30)
+

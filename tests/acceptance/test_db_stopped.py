@@ -8,7 +8,6 @@ The outage lasts OUTAGE_S (override with SESSION_DB_TEST_OUTAGE_S for a quick lo
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +16,7 @@ import psycopg
 import pytest
 from pytest_postgresql import factories
 
-from tests.acceptance.conftest import Daemon, Env, run_hook, wait_for
+from tests.acceptance.conftest import Daemon, Env, HookLoop, wait_for
 from tests.conftest import PG_CTL, PG_USER, fresh_database, migrate_template
 
 OUTAGE_S = float(os.environ.get("SESSION_DB_TEST_OUTAGE_S", "120"))
@@ -35,31 +34,6 @@ def outage_env(outage_proc: Any, tmp_path: Any) -> Iterator[tuple[Env, Any]]:
         yield Env(tmp_path, url), outage_proc
 
 
-class HookLoop(threading.Thread):
-    """Runs the real hook in a loop; remembers the marker of every event it accepted (exit 0)."""
-
-    def __init__(self, env: Env) -> None:
-        super().__init__(name="hooks", daemon=True)
-        self.env = env
-        self.accepted: list[str] = []
-        self.failed: list[str] = []
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        n = 0
-        while not self._done.is_set():
-            marker = f"m{n:06d}"
-            payload = f'{{"hook_event_name":"PostToolUse","marker":"{marker}"}}'.encode()
-            done = run_hook(self.env, payload, "PostToolUse")
-            (self.accepted if done.returncode == 0 and not done.stderr else self.failed).append(
-                marker
-            )
-            n += 1
-            self._done.wait(HOOK_INTERVAL_S)
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join(30)
 
 
 def _markers(env: Env) -> list[str]:
@@ -80,7 +54,7 @@ def test_db_stopped_for_minutes_hooks_keep_writing_every_event_lands_once(
     every event; after the restart each accepted event is exactly one row, nothing quarantined."""
     env, proc = outage_env
     daemon = Daemon(env, tmp_path / "daemon.log", SESSION_DB_CONNECT_TIMEOUT_S="2")
-    hooks = HookLoop(env)
+    hooks = HookLoop(env, "m", HOOK_INTERVAL_S)
     try:
         hooks.start()
         wait_for(lambda: len(_markers(env)) >= 5, what="rows before the outage")

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import psycopg
 import pytest
 
 from daemon.cluster import EmbeddedCluster
-from tests.acceptance.conftest import Daemon, Env, run_hook, wait_for
+from tests.acceptance.conftest import Daemon, Env, HookLoop, wait_for
 
 START_S = 120.0  # initdb and a first start on a loaded machine
 HOOK_INTERVAL_S = 0.05
@@ -58,33 +57,6 @@ def _markers_or_none(env: Env) -> list[str] | None:
         return None
 
 
-class Hooks(threading.Thread):
-    """The real hook in a loop; remembers the marker of every event it accepted."""
-
-    def __init__(self, env: Env, prefix: str) -> None:
-        super().__init__(name="hooks", daemon=True)
-        self.env = env
-        self.prefix = prefix
-        self.accepted: list[str] = []
-        self.failed: list[str] = []
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        n = 0
-        while not self._done.is_set():
-            marker = f"{self.prefix}{n:05d}"
-            payload = f'{{"hook_event_name":"PostToolUse","marker":"{marker}"}}'.encode()
-            done = run_hook(self.env, payload, "PostToolUse")
-            (self.accepted if done.returncode == 0 and not done.stderr else self.failed).append(
-                marker
-            )
-            n += 1
-            self._done.wait(HOOK_INTERVAL_S)
-
-    def stop(self) -> None:
-        self._done.set()
-        if self.ident is not None:
-            self.join(30)
 
 
 def _assert_each_once(env: Env, accepted: set[str]) -> None:
@@ -103,7 +75,7 @@ def test_postmaster_killed_is_restarted_and_every_event_lands_once(
     accepted event is exactly one row."""
     env = embedded
     daemon = Daemon(env, tmp_path / "daemon.log")
-    hooks = Hooks(env, "k")
+    hooks = HookLoop(env, "k", HOOK_INTERVAL_S)
     try:
         daemon.wait_logged("database_up", timeout=START_S)
         hooks.start()
@@ -159,7 +131,7 @@ def test_cluster_users_never_stop_it_under_each_other_and_the_last_one_out_stops
     env = embedded
     first = Daemon(env, tmp_path / "first.log")
     second: Daemon | None = None
-    hooks = Hooks(env, "u")
+    hooks = HookLoop(env, "u", HOOK_INTERVAL_S)
     try:
         first.wait_logged("database_up", timeout=START_S)
         pid = _postmaster_pid(env)
