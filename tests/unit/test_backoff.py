@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-from daemon import config
 from daemon.backoff import Backoff
 from daemon.worker import Service
 
@@ -41,15 +37,8 @@ def test_backoff_reset_returns_to_the_first_ceiling() -> None:
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Service:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_DB_")}
-    env.update(
-        SESSION_DB_URL="postgresql://nobody@127.0.0.1:1/none",
-        SESSION_DB_SPOOL=str(tmp_path / "spool"),
-        SESSION_DB_STATE_DIR=str(tmp_path / "state"),
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-    )
-    return Service(config.load(env))
+def service(offline_service: Service) -> Service:
+    return offline_service
 
 
 def test_service_wait_with_hold_ignores_wakeups_until_the_delay_ends(service: Service) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from daemon.scheduler import Scheduler
+from daemon.worker import Service
 
 
 def _recording(
@@ -98,20 +97,10 @@ def test_scheduler_rejects_two_jobs_with_one_name() -> None:
         jobs.add("x", 2.0, lambda _now: None)
 
 
-def test_worker_schedules_the_documented_jobs(tmp_path: Path) -> None:
+def test_worker_schedules_the_documented_jobs(offline_service: Service) -> None:
     """The daemon's pass runs these jobs in this order; partitions and price drift are not
     forced by `ingest --once` (as before the scheduler)."""
-    from daemon import config
-    from daemon.worker import Service
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_DB_")}
-    env.update(
-        SESSION_DB_URL="postgresql://nobody@127.0.0.1:1/none",
-        SESSION_DB_SPOOL=str(tmp_path / "spool"),
-        SESSION_DB_STATE_DIR=str(tmp_path / "state"),
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-    )
-    service = Service(config.load(env))
+    service = offline_service
     assert list(service.jobs.jobs) == [
         "state_files",
         "heartbeat",

@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import structlog
 
-from daemon import config
 from daemon.watcher import describe_error
 from daemon.worker import Service
 
 WAIT_S = 30.0
 
 
-def _service(tmp_path: Path) -> Service:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_DB_")}
-    env.update(
-        SESSION_DB_URL="postgresql://nobody@127.0.0.1:1/none",
-        SESSION_DB_SPOOL=str(tmp_path / "spool"),
-        SESSION_DB_STATE_DIR=str(tmp_path / "state"),
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-    )
-    service = Service(config.load(env))
-    service.spool.ensure()
-    return service
 
 
 def _wait_dead(service: Service) -> None:
@@ -39,12 +26,13 @@ def _wait_dead(service: Service) -> None:
 
 
 def test_watcher_dead_on_undecodable_name_is_logged_and_restarted_after_backoff(
-    tmp_path: Path,
+    offline_service: Service,
 ) -> None:
     """A file named with bytes that are not UTF-8 in new/ makes watchfiles raise ("Unable to
     decode path"); the service logs `watcher_failed` (name escaped), does not raise, keeps
     the dead watcher down until the restart delay passes, then starts a new one."""
-    service = _service(tmp_path)
+    service = offline_service
+    service.spool.ensure()
     service.ensure_watcher()
     first = service.watcher
     assert first is not None
