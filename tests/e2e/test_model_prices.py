@@ -18,6 +18,13 @@ import pytest
 
 from tests.e2e.conftest import TEST_TIMEOUT_S, Lab
 from tests.e2e.fake_api import Reply, Text, ToolUse, Usage, total
+from tests.support.price_catalog import (
+    CATALOG,
+    FAST,
+    HAIKU_55_LONG_FACTOR,
+    HAIKU_55_LONG_PROMPT_TOKENS,
+    TIERS,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(TEST_TIMEOUT_S)]
 
@@ -25,61 +32,8 @@ TOLERANCE = Decimal("0.000001")
 MTOK = 1_000_000
 WEB_SEARCH_USD = Decimal("0.01")  # per search, every model (§17); the fake API reports none
 
-# §17 tiers, USD per million tokens: input, output, 5-minute write, 1-hour write, cache read.
-TIERS: dict[str, tuple[str, str, str, str, str]] = {
-    "haiku_35": ("0.8", "4", "1", "1.6", "0.08"),
-    "haiku_45": ("1", "5", "1.25", "2", "0.1"),
-    "haiku_55": ("0.1", "0.5", "0.125", "0.2", "0.01"),
-    "tier_2_10": ("2", "10", "2.5", "4", "0.2"),
-    "tier_2_10_cache_read_0_10": ("2", "10", "2.5", "4", "0.1"),
-    "tier_3_15": ("3", "15", "3.75", "6", "0.3"),
-    "tier_4_20_cache_read_0_20": ("4", "20", "5", "8", "0.2"),
-    "tier_5_25": ("5", "25", "6.25", "10", "0.5"),
-    "tier_8_40_cache_read_0_20": ("8", "40", "10", "16", "0.2"),
-    "tier_10_50": ("10", "50", "12.5", "20", "1"),
-    "tier_10_50_cache_read_0_25": ("10", "50", "12.5", "20", "0.25"),
-    "tier_15_75": ("15", "75", "18.75", "30", "1.5"),
-}
-HAIKU_55_LONG_PROMPT_TOKENS = 100_000  # above it the whole Haiku 5.5 request costs 5×
-HAIKU_55_LONG_FACTOR = 5
-
 # first-party id -> tier (§17 catalog, in its order)
-CATALOG: dict[str, str] = {
-    "claude-3-5-haiku-20241022": "haiku_35",
-    "claude-haiku-4-5-20251001": "haiku_45",
-    "claude-haiku-5-5": "haiku_55",
-    "claude-3-5-sonnet-20241022": "tier_3_15",
-    "claude-3-7-sonnet-20250219": "tier_3_15",
-    "claude-sonnet-4-20250514": "tier_3_15",
-    "claude-sonnet-4-5-20250929": "tier_3_15",
-    "claude-sonnet-4-6": "tier_3_15",
-    "claude-sonnet-5": "tier_2_10",
-    "claude-sonnet-5-5": "tier_2_10_cache_read_0_10",
-    "claude-opus-4-20250514": "tier_15_75",
-    "claude-opus-4-1-20250805": "tier_15_75",
-    "claude-opus-4-5-20251101": "tier_5_25",
-    "claude-opus-4-6": "tier_5_25",
-    "claude-opus-4-7": "tier_5_25",
-    "claude-opus-4-8": "tier_5_25",
-    "claude-opus-5": "tier_5_25",
-    "claude-opus-5-5": "tier_4_20_cache_read_0_20",
-    "claude-fable-5": "tier_10_50",
-    "claude-mythos-5": "tier_10_50",
-    "claude-fable-5-1": "tier_10_50_cache_read_0_25",
-    "claude-mythos-5-1": "tier_10_50_cache_read_0_25",
-    "claude-fable-5-2": "tier_8_40_cache_read_0_20",
-    "claude-mythos-5-2": "tier_8_40_cache_read_0_20",
-}
-# Fast mode, input/output per million tokens (§17); the cache prices scale by the same factor.
-FAST: dict[str, tuple[str, str]] = {
-    "claude-opus-4-6": ("30", "150"),
-    "claude-opus-4-7": ("30", "150"),
-    "claude-opus-4-8": ("10", "50"),
-    "claude-opus-5": ("10", "50"),
-    "claude-opus-5-5": ("8", "40"),
-    "claude-fable-5-2": ("16", "80"),
-    "claude-mythos-5-2": ("16", "80"),
-}
+CATALOG_TIERS: dict[str, str] = {first_party: tier for _, first_party, tier in CATALOG}
 
 
 # `claude --model X` that sends its requests for another model: 2.1.332 asks for the retired
@@ -95,13 +49,13 @@ REQUESTED_AS = {
 
 def catalog_cost(model: str, usage: Usage) -> Decimal:
     """What the §17 catalog says one response costs."""
-    p_in, p_out, p_5m, p_1h, p_read = (Decimal(x) for x in TIERS[CATALOG[model]])
+    p_in, p_out, p_5m, p_1h, p_read = (Decimal(x) for x in TIERS[CATALOG_TIERS[model]])
     factor = Decimal(1)
     if usage.speed == "fast":
         fast_in, fast_out = (Decimal(x) for x in FAST[model])
         factor = fast_in / p_in
         assert fast_out / p_out == factor, f"{model}: fast input and output scale alike"
-    if CATALOG[model] == "haiku_55" and usage.prompt_tokens > HAIKU_55_LONG_PROMPT_TOKENS:
+    if CATALOG_TIERS[model] == "haiku_55" and usage.prompt_tokens > HAIKU_55_LONG_PROMPT_TOKENS:
         factor *= HAIKU_55_LONG_FACTOR
     return (
         factor
@@ -147,7 +101,7 @@ def standard(n: int) -> tuple[Usage, Usage]:
 
 
 SESSIONS: list[Session] = [
-    Session(f"model-{model}", model, *standard(i)) for i, model in enumerate(CATALOG, start=1)
+    Session(f"model-{model}", model, *standard(i)) for i, model in enumerate(CATALOG_TIERS, start=1)
 ]
 SESSIONS += [
     # 20,001 + 30,000 + 10,000 + 60,000 = 120,001 prompt tokens: above the 100k tier; the second
