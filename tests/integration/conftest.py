@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 from daemon.ingest import Ingestor
 from daemon.sink import PostgresSink
 from daemon.spool import Spool
+from daemon.transcripts import TranscriptReader
 from daemon.workflows import SessionTracker
+from tests.conftest import FIXTURES
 
 HOST = "test-host"
 
@@ -41,3 +44,25 @@ def ingestor(spool: Spool, sink: PostgresSink) -> Ingestor:
 @pytest.fixture
 def tracker(sink: PostgresSink) -> SessionTracker:
     return SessionTracker(sink, HOST)
+
+
+@pytest.fixture
+def copies(tmp_path: Path) -> Path:
+    """A writable copy of the fixture transcripts (files are appended to, cut and replaced)."""
+    dest = tmp_path / "transcripts"
+    shutil.copytree(FIXTURES / "transcripts", dest)
+    return dest
+
+
+def read_transcripts(reader: TranscriptReader, folder: Path) -> None:
+    """Register every transcript below `folder` and read them to the end."""
+    reader.register(sorted(folder.rglob("*.jsonl")))
+    reader.sync()
+
+
+@pytest.fixture
+def all_transcripts_read(sink: PostgresSink, copies: Path, db_url: str) -> str:
+    """Every fixture transcript read into the database; its URL."""
+    read_transcripts(TranscriptReader(sink, HOST, allowed_roots=[copies]), copies)
+    return db_url
+

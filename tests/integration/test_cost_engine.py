@@ -5,7 +5,6 @@ hourly rollup, cost-state lines stored and compared in cost_check, price drift."
 from __future__ import annotations
 
 import itertools
-import shutil
 import tempfile
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,6 +20,7 @@ from daemon import price_drift, prices
 from daemon.sink import PostgresSink
 from daemon.transcripts import TranscriptReader
 from tests.conftest import FIXTURES
+from tests.integration.conftest import read_transcripts
 from tests.support.price_catalog import CATALOG, FAST, TIERS
 
 TRANSCRIPTS = FIXTURES / "transcripts"
@@ -229,16 +229,8 @@ def reader(sink: PostgresSink) -> TranscriptReader:
     return TranscriptReader(sink, "test-host", allowed_roots=[Path(tempfile.gettempdir())])
 
 
-@pytest.fixture
-def copies(tmp_path: Path) -> Path:
-    dest = tmp_path / "transcripts"
-    shutil.copytree(TRANSCRIPTS, dest)
-    return dest
 
 
-def load(reader: TranscriptReader, folder: Path) -> None:
-    reader.register(sorted(folder.rglob("*.jsonl")))
-    reader.sync()
 
 
 SCENARIOS = {  # scenario → (session id, the CLI's total from the last cost-state line)
@@ -257,7 +249,7 @@ def test_cost_state_stored_equals_our_cost_and_cost_check_is_empty(
     reader: TranscriptReader, copies: Path, db_url: str, scenario: str
 ) -> None:
     """The fixture's latest cost-state is stored; its total equals our cost; cost_check is empty."""
-    load(reader, copies / scenario)
+    read_transcripts(reader, copies / scenario)
     sid, total = SCENARIOS[scenario]
     rows = query(
         db_url,
@@ -278,8 +270,8 @@ def test_cost_state_latest_wins_in_any_read_order(
     """The compacted (resumed) session's later state wins whether its file is read before or
     after the earlier copy of the same session, and reading again changes nothing; the
     difference it shows is the compaction call, with that reason."""
-    load(reader, copies / "compact")
-    load(reader, copies / "main")  # the same session's earlier state, in another file
+    read_transcripts(reader, copies / "compact")
+    read_transcripts(reader, copies / "main")  # the same session's earlier state, in another file
     sid = SCENARIOS["main"][0]
     state = query(
         db_url,
@@ -309,7 +301,7 @@ def test_cost_check_shows_planted_wrong_and_missing_prices(
 ) -> None:
     """A wrong price gives a cost_check row (no known reason) and price drift naming the model;
     a removed price gives reason 'unpriced'."""
-    load(reader, copies / "extras")
+    read_transcripts(reader, copies / "extras")
     sid, total = SCENARIOS["extras"]
     prices.set_price(sink.connection(), "claude-sonnet-4-5", {"input_usd_per_mtok": Decimal(4)},
                      datetime(2026, 1, 1, tzinfo=UTC), "planted")  # fmt: skip
@@ -377,7 +369,7 @@ def test_cost_check_reason_resumed(
     reader: TranscriptReader, copies: Path, db_url: str, sink: PostgresSink
 ) -> None:
     """A differing session that was resumed (SessionStart source 'resume') carries reason 'resumed'."""
-    load(reader, copies / "expand")
+    read_transcripts(reader, copies / "expand")
     sid, _ = SCENARIOS["expand"]
     with psycopg.connect(db_url) as conn:
         conn.execute(

@@ -15,6 +15,7 @@ import pytest
 from daemon.sink import PostgresSink
 from daemon.transcripts import TranscriptReader
 from tests.conftest import FIXTURES
+from tests.integration.conftest import read_transcripts
 
 TRANSCRIPTS = FIXTURES / "transcripts"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())["scenarios"]
@@ -32,17 +33,8 @@ def reader(sink: PostgresSink, tmp_path: Path) -> TranscriptReader:
     return TranscriptReader(sink, "test-host", allowed_roots=[tmp_path])
 
 
-@pytest.fixture
-def copies(tmp_path: Path) -> Path:
-    """A writable copy of the fixture transcripts (files are appended to, cut and replaced)."""
-    dest = tmp_path / "transcripts"
-    shutil.copytree(TRANSCRIPTS, dest)
-    return dest
 
 
-def load(reader: TranscriptReader, folder: Path) -> None:
-    reader.register(sorted(folder.rglob("*.jsonl")))
-    reader.sync()
 
 
 def session_cost(url: str, sid: str) -> Decimal:
@@ -61,7 +53,7 @@ def test_costs_session_cost_equals_claude_total_cost_usd(
     reader: TranscriptReader, copies: Path, db_url: str, scenario: str
 ) -> None:
     """claude_session_costs.cost_usd equals the CLI's total_cost_usd to 1e-6 USD."""
-    load(reader, copies / scenario)
+    read_transcripts(reader, copies / scenario)
     sid = EXPECTED[scenario]["session_id"]
     expected = Decimal(str(result(scenario)["total_cost_usd"]))
     rows = query(
@@ -75,7 +67,7 @@ def test_costs_tui_session_equals_last_cost_state(
     reader: TranscriptReader, copies: Path, db_url: str
 ) -> None:
     """Without a result JSON (interactive run) the transcript's last cost-state line is the anchor."""
-    load(reader, copies / "tui")
+    read_transcripts(reader, copies / "tui")
     expected = Decimal(str(EXPECTED["tui"]["cost_state_last"]["totalCostUSD"]))
     assert abs(expected - session_cost(db_url, EXPECTED["tui"]["session_id"])) < TOLERANCE
 
@@ -85,7 +77,7 @@ def test_costs_compact_differs_by_exactly_the_unrecorded_compaction(
 ) -> None:
     """Documented exception: after --resume + /compact the CLI total is cumulative and includes the
     compaction call, which no transcript line records; we equal the total minus that call."""
-    load(reader, copies / "compact")
+    read_transcripts(reader, copies / "compact")
     res = result("compact")
     compaction = Decimal(
         str(res["model_usage_since_last_result"]["claude-sonnet-4-5-20250929"]["costUSD"])
@@ -100,7 +92,7 @@ def test_costs_subagent_tokens_land_on_the_subagent_row(
     reader: TranscriptReader, copies: Path, db_url: str
 ) -> None:
     """The subagent's two responses are attributed to its own agents row, the rest to the main row."""
-    load(reader, copies / "main")
+    read_transcripts(reader, copies / "main")
     rows = query(
         db_url,
         "SELECT coalesce(claude_agent_id, '(main)'), responses, input_tokens, cache_write_5m_tokens,"
@@ -127,7 +119,7 @@ def test_costs_naive_line_sum_would_double_count(
         entry = orjson.loads(line)
         if entry.get("type") == "assistant":
             naive += entry["message"]["usage"]["input_tokens"]
-    load(reader, copies / "main")
+    read_transcripts(reader, copies / "main")
     ((stored,),) = query(
         db_url, "SELECT sum(input_tokens) FROM token_usage WHERE transcript_path = %s", str(main)
     )
@@ -138,7 +130,7 @@ def test_costs_reading_twice_changes_nothing(
     reader: TranscriptReader, copies: Path, db_url: str
 ) -> None:
     """A second pass over the same files adds and updates no row."""
-    load(reader, copies / "main")
+    read_transcripts(reader, copies / "main")
     before = query(db_url, "SELECT * FROM token_usage ORDER BY id")
     again = reader.sync()
     fresh = TranscriptReader(reader.sink, "test-host", allowed_roots=reader.allowed_roots)
@@ -152,10 +144,10 @@ def test_costs_same_transcript_in_two_places_is_one_response(
     reader: TranscriptReader, copies: Path, db_url: str, tmp_path: Path
 ) -> None:
     """A copy of a transcript elsewhere (another machine, a backup) adds no response: the key has no path."""
-    load(reader, copies / "main")
+    read_transcripts(reader, copies / "main")
     other = tmp_path / "elsewhere"
     shutil.copytree(copies / "main", other)
-    load(reader, other)
+    read_transcripts(reader, other)
     assert [(7,)] == query(db_url, "SELECT count(*) FROM token_usage")
 
 
@@ -168,7 +160,7 @@ def test_costs_partial_last_line_waits_for_the_writer(
     path.parent.mkdir()
     cut = source.rfind(b'"type":"assistant"')  # inside the last assistant line
     path.write_bytes(source[:cut])
-    load(reader, path.parent)
+    read_transcripts(reader, path.parent)
     first = query(db_url, "SELECT count(*) FROM token_usage")[0][0]
     with path.open("ab") as f:
         f.write(source[cut:])
@@ -190,7 +182,7 @@ def test_costs_replaced_and_deleted_files(
     path.write_bytes(
         (TRANSCRIPTS / "expand" / f"{EXPECTED['expand']['session_id']}.jsonl").read_bytes()
     )
-    load(reader, folder)
+    read_transcripts(reader, folder)
     replacement = folder / "new.tmp"
     replacement.write_bytes(
         (TRANSCRIPTS / "extras" / f"{EXPECTED['extras']['session_id']}.jsonl").read_bytes()
@@ -217,7 +209,7 @@ def test_costs_unknown_model_is_null_and_flagged(
     }  # fmt: skip
     (tmp_path / "u").mkdir()
     (tmp_path / "u" / "s-unknown.jsonl").write_bytes(orjson.dumps(line) + b"\n")
-    load(reader, tmp_path / "u")
+    read_transcripts(reader, tmp_path / "u")
     rows = query(
         db_url,
         "SELECT cost_usd, unpriced_responses FROM claude_session_costs WHERE claude_session_id = 's-unknown'",
@@ -253,7 +245,7 @@ def test_costs_price_rules_long_context_fast_geo_search(
         + usage_line("m4", "claude-sonnet-4-6", input_tokens=1000, inference_geo="us",
                      server_tool_use={"web_search_requests": 3})
     )  # fmt: skip
-    load(reader, tmp_path / "x")
+    read_transcripts(reader, tmp_path / "x")
     costs = dict(query(db_url, "SELECT message_id, cost_usd FROM token_usage_costs"))
     assert (
         Decimal("0.9") + Decimal("0.036") + Decimal("0.0225") == costs["m1"]
@@ -267,7 +259,7 @@ def test_costs_price_correction_reprices_history(
     reader: TranscriptReader, copies: Path, db_url: str
 ) -> None:
     """A new price row effective before the usage re-prices it; one effective after leaves it alone."""
-    load(reader, copies / "expand")
+    read_transcripts(reader, copies / "expand")
     sid = EXPECTED["expand"]["session_id"]
     with psycopg.connect(db_url) as conn:
         conn.execute(
@@ -294,7 +286,7 @@ def test_costs_turn_cost_covers_main_thread_and_subagent(
     for f in sorted((FIXTURES / "hooks" / "all" / "main").iterdir()):
         write_event(spool.root, f.read_bytes(), event=f.stem.split("_", 1)[1], fsync=False)
     ingestor.drain()
-    load(reader, copies / "main")
+    read_transcripts(reader, copies / "main")
     rows = query(db_url, "SELECT prompt_id, outcome, cost_usd FROM turns")
     assert [("3e855eb2-fa71-4af7-9a8d-8b1166c1a4e8", "stop", Decimal("0.0893169"))] == rows
 
@@ -303,7 +295,7 @@ def test_costs_agent_model_filled_from_responses(
     reader: TranscriptReader, copies: Path, db_url: str
 ) -> None:
     """Agents no event or state.json named a model for get the model of their responses."""
-    load(reader, copies / "main")
+    read_transcripts(reader, copies / "main")
     rows = query(db_url, "SELECT coalesce(claude_agent_id, '(main)'), model FROM agents ORDER BY 1")
     assert [
         ("(main)", "claude-sonnet-4-5-20250929"),

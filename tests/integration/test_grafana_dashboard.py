@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from daemon.sink import PostgresSink
-from daemon.transcripts import TranscriptReader
-from tests.conftest import FIXTURES, REPO
+from tests.conftest import REPO
 
 DASHBOARD = REPO / "dashboards" / "session-db.json"
 FROM = datetime(2026, 11, 1, tzinfo=UTC)  # around the fixture's responses (2026-11-23)
@@ -57,15 +53,10 @@ def panels() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def loaded(sink: PostgresSink, tmp_path: Path, db_url: str) -> str:
-    dest = tmp_path / "transcripts"
-    shutil.copytree(FIXTURES / "transcripts", dest)
-    reader = TranscriptReader(sink, "test-host", allowed_roots=[dest])
-    reader.register(sorted(dest.rglob("*.jsonl")))
-    reader.sync()
-    with psycopg.connect(db_url) as conn:
+def loaded(all_transcripts_read: str) -> str:
+    with psycopg.connect(all_transcripts_read) as conn:
         conn.execute("INSERT INTO budgets (period, limit_usd) VALUES ('monthly', 100)")
-    return db_url
+    return all_transcripts_read
 
 
 def run(url: str, sql: str) -> list[tuple[Any, ...]]:

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
 from daemon import reports
-from daemon.sink import PostgresSink
-from daemon.transcripts import TranscriptReader
-from tests.conftest import FIXTURES
 
 FIVE_HOURS = timedelta(hours=5)
 FAR_EAST = "Pacific/Kiritimati"  # UTC+14: moves every fixture response to another date
@@ -38,15 +33,10 @@ def query(url: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
 
 
 @pytest.fixture
-def loaded(sink: PostgresSink, tmp_path: Path, db_url: str) -> str:
+def loaded(all_transcripts_read: str) -> str:
     """Every fixture transcript read into token_usage; returns the database URL."""
-    dest = tmp_path / "transcripts"
-    shutil.copytree(FIXTURES / "transcripts", dest)
-    reader = TranscriptReader(sink, "test-host", allowed_roots=[dest])
-    reader.register(sorted(dest.rglob("*.jsonl")))
-    reader.sync()
-    assert query(db_url, "SELECT count(*) FROM token_usage")[0][0] > 10
-    return db_url
+    assert query(all_transcripts_read, "SELECT count(*) FROM token_usage")[0][0] > 10
+    return all_transcripts_read
 
 
 def build(url: str, kind: str, **filters: Any) -> dict[str, Any]:
