@@ -26,11 +26,12 @@ def costs(env: Env) -> dict[str, Decimal]:
     return {sid: Decimal(cost) for sid, cost in rows if cost is not None}
 
 
-def test_ingest_once_reads_transcripts_named_by_events(env: Env) -> None:
-    """Hook events carry transcript_path; `ingest --once` reads those files (and subagents/) into costs."""
+def ingest_scenarios(env: Env, scenarios: tuple[str, ...]) -> None:
+    """The scenarios' hook events (their transcript paths pointed at copies below env's Claude
+    config folder) and transcripts, ingested with `ingest --once`."""
     env.extra["CLAUDE_CONFIG_DIR"] = str(env.root)  # transcripts are read below its projects/
     projects = env.root / "projects"
-    for scenario in ("main", "perm", "extras"):
+    for scenario in scenarios:
         shutil.copytree(FIXTURES / "transcripts" / scenario, projects / scenario)
         for f in sorted((FIXTURES / "hooks" / "all" / scenario).iterdir()):
             payload = f.read_bytes().replace(
@@ -39,6 +40,11 @@ def test_ingest_once_reads_transcripts_named_by_events(env: Env) -> None:
             write_event(env.spool, payload, event=f.stem.split("_", 1)[1], fsync=False)
     done = cli(env, "ingest", "--once")
     assert 0 == done.returncode, done.stderr[-3000:]
+
+
+def test_ingest_once_reads_transcripts_named_by_events(env: Env) -> None:
+    """Hook events carry transcript_path; `ingest --once` reads those files (and subagents/) into costs."""
+    ingest_scenarios(env, ("main", "perm", "extras"))
     expected = {
         EXPECTED[s]["session_id"]: Decimal(str(EXPECTED[s]["result"]["total_cost_usd"]))
         for s in ("main", "perm", "extras")

@@ -11,9 +11,8 @@ import psycopg
 import pytest
 
 from tests.acceptance.conftest import Env, cli
-from tests.acceptance.test_costs_cli import RECORDED_PROJECTS
-from tests.conftest import FIXTURES, REPO
-from tests.support.spoolwriter import write_event
+from tests.acceptance.test_costs_cli import ingest_scenarios
+from tests.conftest import REPO
 
 SCREENSHOT = REPO / "docs" / "img" / "report.png"
 CHARTS = ("cost-by-day", "usage-blocks", "tool-durations", "top-sessions", "project-branches")
@@ -28,17 +27,7 @@ def query(env: Env, sql: str) -> list[tuple[Any, ...]]:
 @pytest.fixture
 def page_file(env: Env, tmp_path: Path) -> Path:
     """Fixture hook events and transcripts ingested, then `report html` written."""
-    projects = env.root / "projects"
-    env.extra["CLAUDE_CONFIG_DIR"] = str(env.root)  # transcripts are read below its projects/
-    for scenario in ("main", "perm", "extras", "tui"):
-        shutil.copytree(FIXTURES / "transcripts" / scenario, projects / scenario)
-        for f in sorted((FIXTURES / "hooks" / "all" / scenario).iterdir()):
-            payload = f.read_bytes().replace(
-                f"{RECORDED_PROJECTS}{scenario}/".encode(), f"{projects / scenario}/".encode()
-            )
-            write_event(env.spool, payload, event=f.stem.split("_", 1)[1], fsync=False)
-    done = cli(env, "ingest", "--once")
-    assert 0 == done.returncode, done.stderr[-3000:]
+    ingest_scenarios(env, ("main", "perm", "extras", "tui"))
     out = tmp_path / "report.html"
     done = cli(env, "report", "html", str(out), "--tz", "UTC")
     assert 0 == done.returncode, done.stderr[-3000:]

@@ -20,6 +20,7 @@ from daemon.partitions import AGENT_LOGS, MESSAGES
 from daemon.sink import PostgresSink
 from daemon.transcripts import TranscriptReader
 from tests.conftest import FIXTURES
+from tests.integration.test_partitions import add_rows
 
 Conn = psycopg.Connection[Any]
 HOST = "test-host"
@@ -37,14 +38,6 @@ def month(year: int, mon: int, day: int = 1) -> datetime:
     return datetime(year, mon, day, tzinfo=UTC)
 
 
-def add_events(conn: Conn, *times: datetime, prefix: str = "r") -> None:
-    with conn.transaction():
-        for i, at in enumerate(times):
-            conn.execute(
-                "INSERT INTO agent_logs (event_uid, host, event_category, event_type, occurred_at)"
-                " VALUES (%s, 'h', 'hook', 'Stop', %s)",
-                (f"{prefix}{i}.h", at),
-            )
 
 
 def add_messages(conn: Conn, *times: datetime | None, prefix: str = "m") -> None:
@@ -116,10 +109,10 @@ def test_message_partitions_prune_drops_both_tables_by_month(conn: Conn) -> None
     only them; each DEFAULT keeps its rows, the old ones and the undated messages row reported;
     --dry-run reports the same and drops nothing."""
     times = [month(2020, m, d) for m in range(1, 7) for d in (1, 28)]
-    add_events(conn, *times)
+    add_rows(conn, *times)
     add_messages(conn, *times)
     partitions.ensure(conn, split_default=True)
-    add_events(conn, month(1999, 5, 5), month(1999, 6, 6), prefix="late")
+    add_rows(conn, month(1999, 5, 5), month(1999, 6, 6), prefix="late")
     add_messages(conn, month(1999, 5, 5), month(1999, 6, 6), None, prefix="late")
     before = {t.name: placement(conn, t.name) for t in partitions.TABLES}
     assert 3 == before["messages"]["messages_default"]
