@@ -43,7 +43,7 @@ KINDS = (
 )
 # Names a writer other than the hook could use: any UTF-8 but "/" and NUL, no leading dot.
 ODD_NAME = st.text(
-    alphabet=st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",)),
+    alphabet=st.characters(blacklist_characters="/\x00", blacklist_categories=["Cs"]),
     min_size=1,
     max_size=24,
 ).filter(lambda n: not n.startswith("."))

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from daemon import reports
+from daemon.errors import ConfigError
 from daemon.sink import PostgresSink
 from daemon.transcripts import TranscriptReader
 from tests.conftest import FIXTURES
@@ -288,7 +289,7 @@ def test_reports_csv_has_one_line_per_row(loaded: str) -> None:
 
 def test_reports_unknown_zone_is_a_config_error(loaded: str) -> None:
     """A misspelt --tz is refused with the fix, before any query."""
-    with pytest.raises(reports.ConfigError, match="IANA"):
+    with pytest.raises(ConfigError, match="IANA"):
         build(loaded, "daily", tz="Mars/Olympus")
 
 
