@@ -19,6 +19,8 @@ import pytest
 from daemon.cluster import EmbeddedCluster
 from tests.acceptance.conftest import Daemon, Env, run_hook, wait_for
 
+pytestmark = pytest.mark.slow  # initdb and postmaster restarts
+
 START_S = 120.0  # initdb and a first start on a loaded machine
 HOOK_INTERVAL_S = 0.05
 

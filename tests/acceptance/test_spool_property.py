@@ -20,11 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.acceptance.conftest import Daemon, Env, assert_oracle, run_hook, wait_for
 from tests.support.spoolwriter import write_event
+
+pytestmark = pytest.mark.slow  # Hypothesis examples, each through the real daemon
 
 HOST = "prop-host"  # a header-less file's row is keyed <name>@<host>
 MAX_FILE_BYTES = 64 * 1024  # small, so that an oversize file stays cheap to write

@@ -595,6 +595,7 @@ def ctx(db_url: str, tmp_path: Path) -> Ctx:
     return Ctx(db_url=db_url, proxied_url=proxied, proxy_port=port, base=tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)  # ≈ 20 s when it passes; shrinking a failure takes minutes
 def test_model_oracle_holds_for_every_sequence(ctx: Ctx) -> None:
     """Any sequence of deliveries, bad files, duplicates, state.json edits, outages and crashes
