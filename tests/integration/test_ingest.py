@@ -34,7 +34,7 @@ def replay(spool: Spool, scenario: str, env: dict[str, str] | None = None) -> li
 
 def query(url: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
-        return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql, args).fetchall()
 
 
 def quarantined(spool: Spool) -> dict[str, str]:
@@ -280,7 +280,7 @@ def test_ingest_batches_bound_rows_per_transaction(
         batch_max_files=batch_max_files,
         batch_max_bytes=1 << 30,
         foreign_grace_s=0,
-    )  # type: ignore[arg-type]
+    )
     names = replay(spool, "main") + replay(spool, "perm")
     stats = ing.drain()
     assert -(-len(names) // batch_max_files) == stats.batches

@@ -35,7 +35,7 @@ FROM usage_attribution GROUP BY 2, 3, 4, 5, 6
 
 def query(url: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
-        return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql, args).fetchall()
 
 
 @pytest.fixture
