@@ -49,7 +49,7 @@ def test_daemon_ingests_every_fixture_event_from_the_hook(
     assert 0 == daemon.stop()
     assert_oracle(env, accepted)
     with psycopg.connect(env.db_url) as conn:
-        by_type = dict(
+        by_type: dict[str, int] = dict(
             conn.execute("SELECT event_type, count(*) FROM agent_logs GROUP BY 1").fetchall()
         )
         agents = conn.execute(

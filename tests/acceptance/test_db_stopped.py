@@ -27,6 +27,8 @@ outage_proc = factories.postgresql_proc(
     executable=PG_CTL, user=PG_USER, unixsocketdir="/tmp", load=[migrate_template]
 )
 
+pytestmark = pytest.mark.slow  # a 120 s database outage
+
 
 @pytest.fixture
 def outage_env(outage_proc: Any, tmp_path: Any) -> Iterator[tuple[Env, Any]]:

@@ -18,6 +18,8 @@ import pytest
 from daemon.cluster import EmbeddedCluster
 from tests.acceptance.conftest import Daemon, Env, HookLoop, wait_for
 
+pytestmark = pytest.mark.slow  # initdb and postmaster restarts
+
 START_S = 120.0  # initdb and a first start on a loaded machine
 HOOK_INTERVAL_S = 0.05
 

@@ -263,7 +263,9 @@ def test_clock_skew_events_ingested_at_once_with_header_time(
     wait_for(lambda: env.rows() == len(expected), timeout=10, what="skewed events ingested")
     elapsed = time.monotonic() - start
     with psycopg.connect(env.db_url) as conn:
-        stored = dict(conn.execute("SELECT event_uid, occurred_at FROM agent_logs").fetchall())
+        stored: dict[str, datetime] = dict(
+            conn.execute("SELECT event_uid, occurred_at FROM agent_logs").fetchall()
+        )
     assert 0 == daemon.stop()
     assert expected == stored
     assert elapsed < 5, f"ingestion took {elapsed:.1f}s"

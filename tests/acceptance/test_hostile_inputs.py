@@ -193,7 +193,7 @@ def test_transcript_paths_outside_claude_projects_are_refused(
         what="two transcript_refused warnings",
     )
     assert 0 == daemon.stop()
-    refused = [e["path"] for e in daemon.events() if e.get("event") == "transcript_refused"]
+    refused = [str(e["path"]) for e in daemon.events() if e.get("event") == "transcript_refused"]
     assert sorted(["/etc/shadow", str(outside)]) == sorted(refused)  # once each
     with psycopg.connect(env.db_url) as conn:
         read_from = {r[0] for r in conn.execute("SELECT DISTINCT transcript_path FROM token_usage")}

@@ -17,7 +17,7 @@ from tests.conftest import FIXTURES
 
 def query(env: Env, sql: str, *args: object) -> list[tuple[Any, ...]]:
     with psycopg.connect(env.db_url) as conn:
-        return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql, args).fetchall()
 
 
 @pytest.fixture

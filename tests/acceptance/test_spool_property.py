@@ -20,11 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.acceptance.conftest import Daemon, Env, assert_oracle, run_hook, wait_for
 from tests.support.spoolwriter import write_event
+
+pytestmark = pytest.mark.slow  # Hypothesis examples, each through the real daemon
 
 HOST = "prop-host"  # a header-less file's row is keyed <name>@<host>
 MAX_FILE_BYTES = 64 * 1024  # small, so that an oversize file stays cheap to write
@@ -43,7 +46,7 @@ KINDS = (
 )
 # Names a writer other than the hook could use: any UTF-8 but "/" and NUL, no leading dot.
 ODD_NAME = st.text(
-    alphabet=st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",)),
+    alphabet=st.characters(blacklist_characters="/\x00", blacklist_categories=["Cs"]),
     min_size=1,
     max_size=24,
 ).filter(lambda n: not n.startswith("."))

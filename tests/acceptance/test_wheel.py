@@ -15,6 +15,8 @@ import pytest
 from daemon import migrations
 from tests.conftest import FIXTURES, REPO
 
+pytestmark = pytest.mark.slow  # builds a wheel and installs it
+
 
 @pytest.fixture(scope="module")
 def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -57,7 +57,7 @@ def mix() -> list[tuple[str, bytes]]:
 
 def per_event_us(fn: object, events: list[tuple[str, bytes]], rounds: int) -> float:
     samples = []
-    call = fn  # type: ignore[assignment]
+    call = fn
     for _ in range(rounds):
         t0 = time.perf_counter()
         for name, body in events:

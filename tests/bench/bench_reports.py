@@ -65,7 +65,7 @@ def main() -> None:
             conn.execute(GENERATE, {"rows": args.rows, "step_s": YEAR_S / args.rows})
             conn.execute("ANALYZE")
             gen_s = time.perf_counter() - t0
-            rows = []
+            rows: list[tuple[str, float, float | None]] = []
             base = timed(lambda: conn.execute("SELECT count(*) FROM token_usage").fetchall(), args.repeat)
             rows.append(("baseline: count(*) token_usage", base, None))
             cases = [

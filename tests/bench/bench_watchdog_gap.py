@@ -14,6 +14,7 @@ the daemon aims at (half of WATCHDOG_USEC): the longest gap is compared with it.
 from __future__ import annotations
 
 import argparse
+import itertools
 import socket
 import sys
 import tempfile
@@ -21,11 +22,11 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
-import itertools
-
-from _common import Daemon, bench_env, database, deliver
+from tests.bench._common import Daemon, bench_env, database, deliver  # noqa: E402
 
 SECRETS = "password=hunter2 AKIAABCDEFGHIJKLMNOP ghp_" + "a" * 36 + " "
 

@@ -217,7 +217,7 @@ class Soak:
         import psycopg
 
         with psycopg.connect(self.url, connect_timeout=2) as conn:
-            return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+            return conn.execute(sql, params).fetchall()
 
     def pg_chaos(self) -> None:
         """Thread: stop PostgreSQL (fast) every C seconds for a short while, start it again."""

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a soak: minutes of load
+
 SOAK = Path(__file__).resolve().parent / "soak.py"
 SHORT = ["--duration-s", "60", "--kill-every-s", "8:15", "--pg-restart-every-s", "25"]
 

@@ -337,6 +337,7 @@ class FakeAnthropicAPI:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server: (host, port), not a bytes path
         return f"http://{host}:{port}"
 
     def close(self) -> None:
@@ -370,7 +371,7 @@ class FakeAnthropicAPI:
     @staticmethod
     def _read_body(h: BaseHTTPRequestHandler) -> bytes:
         if h.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(h.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -403,19 +404,19 @@ class FakeAnthropicAPI:
                 self._records.append(
                     Record(n, scenario, "egress", h.command, h.path, None, False, None, 403)
                 )
-            body = json.dumps(
+            refusal = json.dumps(
                 {"type": "error", "error": {"type": "forbidden", "message": "offline test"}}
             )
             h.close_connection = True
-            self._send(h, 403, "application/json", body.encode(), f"req_e2e_egress_{n}")
+            self._send(h, 403, "application/json", refusal.encode(), f"req_e2e_egress_{n}")
             return
         raw = self._read_body(h)
+        body: dict[str, Any]
         try:
-            body = json.loads(raw or b"{}")
+            parsed = json.loads(raw or b"{}")
         except ValueError:
-            body = {}
-        if not isinstance(body, dict):
-            body = {}
+            parsed = {}
+        body = parsed if isinstance(parsed, dict) else {}
         role = classify(h.path, body) if h.command == "POST" else "other"
         model = body.get("model") if isinstance(body.get("model"), str) else None
         stream = bool(body.get("stream"))

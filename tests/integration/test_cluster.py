@@ -30,6 +30,8 @@ from daemon.cluster import (
     privilege_wrapper,
 )
 
+pytestmark = pytest.mark.slow  # every test starts a real cluster (5-16 s each)
+
 MakeCluster = Callable[[Path], EmbeddedCluster]
 
 

@@ -85,7 +85,7 @@ def insert_usage(url: str, model: str, *, at: datetime = NOW, speed: str | None 
         f"msg_{n}", f"req_{n}", session, model, t["input"], t["output"], t["w5"], t["w1"], t["read"],
         t["search"], speed, at,
     )  # fmt: skip
-    return rows[0][0]  # type: ignore[no-any-return]
+    return rows[0][0]
 
 
 def test_price_lookup_matches_every_catalog_and_provider_id(db_url: str) -> None:

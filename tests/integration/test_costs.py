@@ -25,7 +25,7 @@ SUB_MAIN = "a4559b86e76dea3ec"
 
 def query(url: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
-        return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql, args).fetchall()
 
 
 @pytest.fixture

@@ -133,9 +133,14 @@ def test_fault_frozen_database_batch_cut_off_at_deadline_then_retried(
         accepted = deliver(spool)
         proxy.freeze()
         ticks: list[float] = []
+
+        def tick() -> bool:  # the stop check, called on every wait: never stop, record when
+            ticks.append(time.monotonic())
+            return False
+
         started = time.monotonic()
         with pytest.raises(TransientDbError):
-            ingestor.drain(lambda: bool(ticks.append(time.monotonic())))
+            ingestor.drain(tick)
         waited = time.monotonic() - started
         assert FROZEN_DEADLINE_S <= waited < FROZEN_DEADLINE_S + 10
         assert len(ticks) >= FROZEN_DEADLINE_S - 1, "the caller was not ticked while it waited"

@@ -61,7 +61,7 @@ def loaded(all_transcripts_read: str) -> str:
 
 def run(url: str, sql: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
-        return conn.execute(expand(sql, FROM, TO, INTERVAL)).fetchall()  # type: ignore[arg-type]
+        return conn.execute(expand(sql, FROM, TO, INTERVAL)).fetchall()
 
 
 def test_grafana_dashboard_every_panel_query_runs(loaded: str) -> None:
@@ -95,6 +95,6 @@ def test_grafana_dashboard_cost_panels_carry_the_view_totals(loaded: str) -> Non
     assert total == sum((c for _, c, _ in blocks), Decimal(0))
     before = expand(by_title["Cost in range (USD)"], datetime(2020, 1, 1, tzinfo=UTC), FROM, INTERVAL)
     with psycopg.connect(loaded) as conn:
-        assert [(None,)] == conn.execute(before).fetchall()  # type: ignore[arg-type]
+        assert [(None,)] == conn.execute(before).fetchall()
     (budget,) = run(loaded, by_title["Budgets"])
     assert ("monthly", "(all)") == budget[:2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psycopg
@@ -12,6 +13,7 @@ import pytest
 
 from daemon.events import unescape_nul
 from daemon.ingest import Ingestor
+from daemon.sink import PostgresSink
 from daemon.spool import Spool
 from tests.conftest import FIXTURES
 from tests.support.spoolwriter import write_event, write_raw
@@ -30,9 +32,9 @@ def replay(spool: Spool, scenario: str, env: dict[str, str] | None = None) -> li
     return names
 
 
-def query(url: str, sql: str, *args: object) -> list[tuple[object, ...]]:
+def query(url: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
-        return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql, args).fetchall()
 
 
 def quarantined(spool: Spool) -> dict[str, str]:
@@ -55,7 +57,7 @@ def test_ingest_fixture_scenarios_one_row_per_event(
     assert len(uids) == stats.inserted
     assert [] == list(spool.new.iterdir())
     rows = query(db_url, "SELECT event_type, count(*) FROM agent_logs GROUP BY 1")
-    assert expected == Counter(dict(rows))  # type: ignore[misc]
+    assert expected == Counter(dict(rows))
     assert sorted(uids) == sorted(r[0] for r in query(db_url, "SELECT event_uid FROM agent_logs"))
 
 
@@ -268,7 +270,7 @@ def test_ingest_project_dir_becomes_watch_root(
 
 @pytest.mark.parametrize("batch_max_files", [1, 7, 1000])
 def test_ingest_batches_bound_rows_per_transaction(
-    spool: Spool, sink: object, db_url: str, batch_max_files: int
+    spool: Spool, sink: PostgresSink, db_url: str, batch_max_files: int
 ) -> None:
     """Whatever the batch size, every file becomes one row and the spool drains."""
     ing = Ingestor(
@@ -278,7 +280,7 @@ def test_ingest_batches_bound_rows_per_transaction(
         batch_max_files=batch_max_files,
         batch_max_bytes=1 << 30,
         foreign_grace_s=0,
-    )  # type: ignore[arg-type]
+    )
     names = replay(spool, "main") + replay(spool, "perm")
     stats = ing.drain()
     assert -(-len(names) // batch_max_files) == stats.batches

@@ -17,13 +17,9 @@ from tests.support.spoolwriter import write_event
 CAP = 64 * 1024
 
 
-def ingestor_for(spool: Spool, sink: PostgresSink, **kw: object) -> Ingestor:
-    options: dict[str, object] = {
-        "field_cap_bytes": CAP,
-        "keep_originals": True,
-        "max_file_bytes": 1 << 30,
-    }
-    options.update(kw)
+def ingestor_for(
+    spool: Spool, sink: PostgresSink, *, keep_originals: bool = True, max_file_bytes: int = 1 << 30
+) -> Ingestor:
     return Ingestor(
         spool,
         sink,
@@ -31,8 +27,10 @@ def ingestor_for(spool: Spool, sink: PostgresSink, **kw: object) -> Ingestor:
         batch_max_files=100,
         batch_max_bytes=8 << 20,
         foreign_grace_s=0,
-        **options,
-    )  # type: ignore[arg-type]
+        field_cap_bytes=CAP,
+        keep_originals=keep_originals,
+        max_file_bytes=max_file_bytes,
+    )
 
 
 def edit_payload(size: int) -> dict[str, object]:

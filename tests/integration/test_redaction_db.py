@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,9 @@ def events() -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def ingest(tmp_path: Path, db_url: str, **env: str) -> tuple[DrainStats, list[dict[str, Any]]]:
+def ingest(
+    tmp_path: Path, db_url: str, **env: str
+) -> tuple[DrainStats, list[MutableMapping[str, Any]]]:
     """Deliver events() through the hook, then `ingest --once` with these SESSION_DB_* values;
     return the totals and the batch_committed log lines."""
     spool = tmp_path / "spool"

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from daemon import reports
+from daemon.errors import ConfigError
 
 FIVE_HOURS = timedelta(hours=5)
 FAR_EAST = "Pacific/Kiritimati"  # UTC+14: moves every fixture response to another date
@@ -29,7 +30,7 @@ FROM usage_attribution GROUP BY 2, 3, 4, 5, 6
 
 def query(url: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
-        return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql, args).fetchall()
 
 
 @pytest.fixture
@@ -278,7 +279,7 @@ def test_reports_csv_has_one_line_per_row(loaded: str) -> None:
 
 def test_reports_unknown_zone_is_a_config_error(loaded: str) -> None:
     """A misspelt --tz is refused with the fix, before any query."""
-    with pytest.raises(reports.ConfigError, match="IANA"):
+    with pytest.raises(ConfigError, match="IANA"):
         build(loaded, "daily", tz="Mars/Olympus")
 
 

@@ -20,7 +20,7 @@ MAIN_SID = "05e00ce7-caef-4c5c-93ef-fa0df076b5b2"
 
 def query(url: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
-        return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql, args).fetchall()
 
 
 def write_state(root: Path, slug: str, state: dict[str, Any] | bytes) -> Path:

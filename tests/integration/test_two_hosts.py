@@ -116,7 +116,7 @@ def feed(d: HostDaemon) -> int:
 
 def query(url: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
-        return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql, args).fetchall()
 
 
 def test_two_hosts_one_database_never_collide(

@@ -205,4 +205,5 @@ def test_partitioning_partitions_compress_payload_like_the_parent(db_url: str) -
             " UNION ALL SELECT inhrelid FROM pg_inherits WHERE inhparent = 'agent_logs'::regclass)"
         ).fetchall()
     assert len(rows) >= 6
-    assert {dict(rows)["agent_logs"]} == {c for _, c in rows}
+    compression: dict[str, str] = dict(rows)
+    assert {compression["agent_logs"]} == {c for _, c in rows}

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemon import config
-from daemon.config import ConfigError, describe, mask_url
-from daemon.errors import EX_CONFIG
+from daemon.config import describe, mask_url
+from daemon.errors import EX_CONFIG, ConfigError
 
 
 @pytest.fixture(autouse=True)

@@ -75,6 +75,7 @@ def test_message_rows_nul_is_escaped_and_metadata_mode_keeps_no_text() -> None:
     assert ("tool_use", "Bash", "toolu_1", None, "p-1") == (
         meta.entry_type, meta.tool_name, meta.tool_use_id, meta.text, meta.prompt_id,
     )  # fmt: skip
+    assert meta.content is not None
     assert "secret-words" not in meta.content
     assert {"type": "tool_use", "name": "Bash", "id": "toolu_1"} == orjson.loads(meta.content)
     assert len(orjson.dumps(tool)) == meta.content_bytes

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from daemon import config, wiring
 from daemon.errors import EX_CONFIG, ConfigError
 from daemon.events import parse, unescape_nul
-from daemon.redaction import DEFAULT_RULES, Redactor, drop_fields
+from daemon.redaction import Redactor, drop_fields
+from daemon.redaction_rules import DEFAULT_RULES
 from tests.support.spoolwriter import encode
 
 # Realistic fakes: the right shape and length, random characters.
@@ -464,7 +465,13 @@ def test_privacy_switch_drops_its_fields(
 ) -> None:
     """With the switch on, the named fields of that event are stored as null and recorded as
     dropped:<pointer>; the row has no hash of the original."""
-    ev = parse_with(orjson.dumps(payload), event, Redactor(**{switch: True}))
+    ev = parse_with(
+        orjson.dumps(payload),
+        event,
+        Redactor(
+            drop_prompts=switch == "drop_prompts", drop_tool_output=switch == "drop_tool_output"
+        ),
+    )
     assert expected_payload == json.loads(ev.payload)
     assert [f"dropped:{p}" for p in pointers] == ev.transforms
     assert (0, None) == (ev.redactions, ev.payload_sha256)
