@@ -76,7 +76,7 @@ class DrainStats:
     inserted: int = 0
     duplicates: int = 0
     quarantined: int = 0
-    deferred: int = 0
+    deferred: int = 0  # files left in new/ for a later pass (`ingest_done deferred=`)
     redactions: int = 0  # secrets replaced by markers in the parsed events
 
 

@@ -383,7 +383,8 @@ class Service:
             with self.sink.classified():
                 self.ensure_schema()
                 self.load_db_roots()
-                self.pass_once(force_scan=True)
+                last = self.pass_once(force_scan=True)
+                self.totals.deferred = last.deferred  # what this one pass left in new/
                 # Roots discovered in this pass may hold state files too.
                 assert self.tracker is not None
                 self.tracker.sync(self.roots())

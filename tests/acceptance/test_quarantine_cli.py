@@ -93,3 +93,15 @@ def test_orphan_tmp_file_is_quarantined_after_its_ttl(env: Env) -> None:
     listed = json.loads(cli(env, "quarantine", "list", "--json").stdout)
     assert [(old.name, "orphan_tmp")] == [(r["name"], r["reason"]) for r in listed]
     assert young.exists()
+
+
+def test_ingest_once_reports_the_files_it_left_for_later(env: Env) -> None:
+    """A header-less file that does not parse yet, inside its grace period (a foreign writer may
+    be mid-write), is neither a row nor quarantined: `ingest --once` leaves it in new/ and says
+    so (deferred=1)."""
+    name = write_raw(env.spool, b'{"hook_event_name": "Notif')
+    done = cli(env, "ingest", "--once", SESSION_DB_FOREIGN_GRACE_S="600")
+    assert 0 == done.returncode, done.stderr[-2000:]
+    (line,) = [json.loads(raw) for raw in done.stderr.splitlines() if '"ingest_done"' in raw]
+    assert (0, 0, 1) == (line["rows"], line["quarantined"], line["deferred"])
+    assert [name] == os.listdir(env.spool / "new")

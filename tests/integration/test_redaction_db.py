@@ -82,17 +82,7 @@ def ingest(
             timeout=30,
         )
         assert b"" == done.stderr
-    settings = config.load(
-        {
-            "HOME": str(tmp_path),
-            "XDG_CONFIG_HOME": str(tmp_path / "config"),
-            "SESSION_DB_URL": db_url,
-            "SESSION_DB_SPOOL": str(spool),
-            "SESSION_DB_STATE_DIR": str(tmp_path / "state"),
-            "SESSION_DB_HOST": "test-host",
-            **{f"SESSION_DB_{k.upper()}": v for k, v in env.items()},
-        }
-    )
+    settings = settings_for(tmp_path, db_url, spool, **env)
     with capture_logs() as logs:
         stats = Service(settings).run_once()
     assert (4, 0) == (stats.inserted, stats.quarantined)
@@ -126,6 +116,21 @@ def rows(db_url: str) -> dict[str, tuple[Any, ...]]:
                 " WHERE event_category = 'hook'"
             )
         }
+
+
+def settings_for(tmp_path: Path, db_url: str, spool: Path, **env: str) -> config.Settings:
+    """The daemon's settings for this test's database and spool, plus SESSION_DB_<KEY> values."""
+    return config.load(
+        {
+            "HOME": str(tmp_path),
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "SESSION_DB_URL": db_url,
+            "SESSION_DB_SPOOL": str(spool),
+            "SESSION_DB_STATE_DIR": str(tmp_path / "state"),
+            "SESSION_DB_HOST": "test-host",
+            **{f"SESSION_DB_{k.upper()}": v for k, v in env.items()},
+        }
+    )
 
 
 def test_redaction_hook_payload_secrets_never_reach_the_database(
@@ -244,16 +249,7 @@ def test_redaction_every_json_spelling_of_a_secret_is_redacted_in_the_database(
             check=True,
             timeout=30,
         )
-    settings = config.load(
-        {
-            "HOME": str(tmp_path),
-            "XDG_CONFIG_HOME": str(tmp_path / "config"),
-            "SESSION_DB_URL": db_url,
-            "SESSION_DB_SPOOL": str(spool),
-            "SESSION_DB_STATE_DIR": str(tmp_path / "state"),
-            "SESSION_DB_HOST": "test-host",
-        }
-    )
+    settings = settings_for(tmp_path, db_url, spool)
     stats = Service(settings).run_once()
     assert (len(SPELLINGS), 0) == (stats.inserted, stats.quarantined)
     dump = database_text(db_url)
