@@ -19,6 +19,7 @@ import structlog
 
 from daemon.errors import PermanentRowError, RefusedInputError, UnknownDbError
 from daemon.events import BadEvent, Event, parse
+from daemon.fs_names import printable
 from daemon.redaction import Redactor
 from daemon.sink_port import Sink
 from daemon.spool import (
@@ -28,7 +29,6 @@ from daemon.spool import (
     Spool,
     SpoolEntry,
     file_type,
-    printable_name,
 )
 
 log = structlog.get_logger("session_db.ingest")
@@ -189,7 +189,7 @@ class Ingestor:
                 )
                 log.warning(
                     "event_quarantined",
-                    file=printable_name(entry.name),
+                    file=printable(entry.name),
                     reason=refused[0],
                     detail=refused[1],
                 )
@@ -253,7 +253,7 @@ class Ingestor:
         if not entry.decodable:
             return (
                 UNDECODABLE_NAME,
-                f"file name {printable_name(entry.name)!r} is not UTF-8; not read",
+                f"file name {printable(entry.name)!r} is not UTF-8; not read",
             )
         if not entry.regular:
             return NOT_REGULAR, f"file type {file_type(entry.mode)}; not read"

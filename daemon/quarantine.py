@@ -20,7 +20,8 @@ import orjson
 
 from daemon.durable import fsync_dir
 from daemon.events import BadEvent, parse
-from daemon.spool import REASON_SUFFIX, Spool, printable_name
+from daemon.fs_names import printable
+from daemon.spool import REASON_SUFFIX, Spool
 
 DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -68,7 +69,7 @@ def entries(spool: Spool) -> list[Entry]:
             record = {"reason": "unknown", "detail": "reason file missing or unreadable"}
         out.append(
             Entry(
-                name=printable_name(name),  # a non-UTF-8 name shown as \\xNN, not a crash
+                name=printable(name),  # a non-UTF-8 name shown as \\xNN, not a crash
                 size=st.st_size,
                 reason=str(record.get("reason", "unknown")),
                 detail=str(record.get("detail", "")),

@@ -19,6 +19,7 @@ import orjson
 
 from daemon.durable import fsync_dir, replace_file
 from daemon.errors import ConfigError, FatalIOError, RefusedInputError
+from daemon.fs_names import is_utf8, printable
 
 REASON_SUFFIX = ".reason.json"
 DIR_MODE = 0o700
@@ -48,7 +49,7 @@ class SpoolEntry:
     @property
     def decodable(self) -> bool:
         """The name is UTF-8 (it can become an event_uid, a text column)."""
-        return is_utf8_name(self.name)
+        return is_utf8(self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +203,7 @@ class Spool:
         if not os.path.lexists(src):
             return False
         record = {
-            "name": printable_name(name),
+            "name": printable(name),
             "reason": reason,
             "detail": detail,
             "quarantined_at": time.time(),
@@ -302,20 +303,6 @@ class Spool:
         return "quarantined"
 
 
-def is_utf8_name(name: str) -> bool:
-    """Whether a name from os.listdir/os.scandir (surrogateescape) is valid UTF-8."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def printable_name(name: str) -> str:
-    """A name safe for JSON and logs: undecodable bytes become `\\xNN` (backslashreplace)."""
-    if is_utf8_name(name):
-        return name
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def file_type(mode: int) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 import structlog
 
 from daemon.cost_states import CostState
+from daemon.fs_names import is_utf8, printable
 from daemon.messages import MessageArchive, MessageRow
 from daemon.redaction import Redactor
 from daemon.sink_port import FileOffset, FileState, Sink, TranscriptWrite
@@ -209,12 +210,18 @@ class TranscriptReader:
         """Make files known (idempotent). Returns how many were new."""
         rows: list[tuple[str, str | None, str | None]] = []
         for p in paths:
+            if not is_utf8(p):  # a text column cannot hold it: never registered, never read
+                self._refuse(printable(p), "undecodable_name")
+                continue
             sid, aid = ids_from_path(p)
             rows.append((str(p), sid, aid))
         return self.sink.register_transcripts(rows)
 
     def known(self, only: Iterable[str] | None = None) -> list[FileState]:
-        """The registered files (or those of `only`), in path order, in one query."""
+        """The registered files (or those of `only`), in path order, in one query. A name that
+        is not UTF-8 was never registered (see `register`), so it is not looked up."""
+        if only is not None:
+            only = [p for p in only if is_utf8(p)]
         return self.sink.transcript_files(only)
 
     # --- reading -----------------------------------------------------------------------
@@ -353,7 +360,8 @@ class TranscriptReader:
             os.close(fd)
 
     def _refuse(self, path: str, reason: str) -> None:
-        """One warning per path that is never read (outside the roots, or not a regular file)."""
+        """One warning per path that is never read (outside the roots, not a regular file, or a
+        name that is not UTF-8)."""
         if path not in self._refused:
             self._refused.add(path)
             log.warning(

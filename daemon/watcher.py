@@ -8,7 +8,6 @@ inotify limits, a vanished directory); that never stops ingestion: the main loop
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ import watchfiles
 
 from daemon.backoff import Backoff
 from daemon.config import WATCH_STEP_MS
+from daemon.fs_names import printable
 
 log = structlog.get_logger("session_db.service")  # the daemon's component name in log lines
 
@@ -85,9 +85,6 @@ class Watcher:
             self._wake(True)
 
 
-def describe_path(path: Path) -> str:
-    """A path for a log line: bytes that are not UTF-8 shown as \\xNN escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 class WatcherSupervisor:
@@ -129,7 +126,7 @@ class WatcherSupervisor:
             paths, self.wake, debounce_ms=self.debounce_ms, force_polling=self.force_polling
         )
         self.watcher.start()
-        log.info("watching", paths=[describe_path(p) for p in paths])
+        log.info("watching", paths=[printable(p) for p in paths])
 
     def stop(self) -> None:
         if self.watcher is not None:

@@ -27,6 +27,7 @@ import structlog
 
 from daemon.errors import PermanentRowError, RedactionBudgetError, UnknownDbError
 from daemon.events import NUL_MARKER, escape_nul, escape_nul_json
+from daemon.fs_names import is_utf8, printable
 from daemon.redaction import Redactor
 from daemon.schema import AGENT_STATUSES, SESSION_STATUSES, SESSION_TYPES
 from daemon.sink_port import Sink, StateAgent, WorkflowState
@@ -91,18 +92,6 @@ def state_files(roots: Iterable[Path]) -> list[Path]:
     return out
 
 
-def _decodable(path: Path) -> bool:
-    """Whether the path's name bytes are UTF-8 (os.fsdecode keeps other bytes as surrogates)."""
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def escaped_path(path: Path) -> str:
-    """The path for a log line: bytes that are not UTF-8 shown as \\xNN escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _str(value: Any) -> str | None:
@@ -178,10 +167,10 @@ class SessionTracker:
         results = []
         for path in state_files(roots):
             progress()
-            if not _decodable(path):
+            if not is_utf8(path):
                 # A slug directory whose name is not UTF-8 cannot become a text column (nor a
                 # JSON log field): skip it, with one warning naming it escaped.
-                self._warn_once(escaped_path(path), "undecodable", "state_path_undecodable")
+                self._warn_once(printable(path), "undecodable", "state_path_undecodable")
                 continue
             try:
                 data = read_state(path)

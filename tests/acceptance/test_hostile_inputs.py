@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.acceptance.conftest import Daemon, Env, assert_oracle, run_hook, wait_for
+from tests.acceptance.conftest import Daemon, Env, assert_oracle, cli, run_hook, wait_for
 from tests.conftest import FIXTURES
 from tests.support.spoolwriter import encode, write_event
 
@@ -231,3 +231,30 @@ def test_state_json_symlink_not_followed_and_state_redacted(
     dump = database_text(env)
     assert (["plain"], ("[REDACTED:key_name]",)) == (slugs, state)
     assert ("tok-LINKED-0001" not in dump, secret not in dump) == (True, True)
+
+
+def test_transcript_with_a_non_utf8_name_is_refused_and_backfill_reads_the_rest(
+    env: Env,
+) -> None:
+    """A transcript file whose name is not UTF-8 (a text column cannot hold it) is refused with
+    one `transcript_refused` warning (reason `undecodable_name`); backfill exits 0 and reads
+    the other transcripts."""
+    env.extra["CLAUDE_CONFIG_DIR"] = str(env.root)
+    project = env.root / "projects" / "p"
+    project.mkdir(parents=True)
+    good = next((FIXTURES / "transcripts" / "main").glob("*.jsonl"))
+    (project / good.name).write_bytes(good.read_bytes())
+    with open(os.fsencode(project) + b"/bad-\xff.jsonl", "wb") as fh:
+        fh.write(good.read_bytes())
+    done = cli(env, "backfill", timeout=120)
+    assert 0 == done.returncode, done.stderr[-3000:]
+    refused = [
+        json.loads(line) for line in done.stderr.splitlines() if '"transcript_refused"' in line
+    ]
+    assert [("undecodable_name", f"{project}/bad-\\xff.jsonl")] == [
+        (r["reason"], r["path"]) for r in refused
+    ]
+    with psycopg.connect(env.db_url) as conn:
+        (files,) = conn.execute("SELECT count(*) FROM transcript_files").fetchone() or (0,)
+        (responses,) = conn.execute("SELECT count(*) FROM token_usage").fetchone() or (0,)
+    assert (1, True) == (files, responses > 0)
