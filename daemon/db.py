@@ -290,7 +290,23 @@ ON CONFLICT (host, slug) DO UPDATE SET
 RETURNING id
 """
 
-# state.json agents: keyed by sdk_session_id (the main Claude Code session) when given.
+# state.json agents. An entry that names its Claude session (sdk_session_id) is the row of that
+# session when one exists (events may have made it first); else the row of its own id when that
+# row is a placeholder without a session; else a new row, which takes the entry's id unless
+# another row already has it. SELECT_STATE_AGENT_TARGET answers the first two questions.
+SELECT_STATE_AGENT_TARGET = """
+SELECT (SELECT id FROM agents WHERE sdk_session_id = %(sdk_session_id)s AND claude_agent_id IS NULL),
+       (SELECT sdk_session_id IS NULL FROM agents WHERE id = %(id)s)
+"""
+
+# The placeholder of an agent whose session row turned out to exist: nothing refers to a row
+# without a session (events, usage and messages find agents by session), so it is dropped.
+DELETE_STATE_AGENT_PLACEHOLDER = """
+DELETE FROM agents a WHERE a.id = %(id)s AND a.sdk_session_id IS NULL AND a.claude_agent_id IS NULL
+    AND NOT EXISTS (SELECT 1 FROM agents c WHERE c.parent_agent_id = a.id)
+    AND NOT EXISTS (SELECT 1 FROM agent_logs l WHERE l.agent_id = a.id)
+"""
+
 UPSERT_STATE_AGENT_BY_SDK = """
 INSERT INTO agents AS a (id, session_id, agent_type, sdk_session_id, model, model_alias, status,
     status_source, checkpoint_id, cost_usd, host, started_at, completed_at)
@@ -312,14 +328,17 @@ ON CONFLICT (sdk_session_id, claude_agent_id) WHERE sdk_session_id IS NOT NULL D
 RETURNING id
 """
 
+# By the agent's own id: an entry without sdk_session_id, or the placeholder row an earlier
+# version of the file made before it named the Claude session (then that session is set here).
 UPSERT_STATE_AGENT_BY_ID = """
-INSERT INTO agents AS a (id, session_id, agent_type, model, model_alias, status, status_source,
-    checkpoint_id, cost_usd, host, started_at, completed_at)
-VALUES (%(id)s, %(session_id)s, %(agent_type)s, %(model)s, %(model_alias)s,
+INSERT INTO agents AS a (id, session_id, agent_type, sdk_session_id, model, model_alias, status,
+    status_source, checkpoint_id, cost_usd, host, started_at, completed_at)
+VALUES (%(id)s, %(session_id)s, %(agent_type)s, %(sdk_session_id)s, %(model)s, %(model_alias)s,
     coalesce(%(status)s, 'pending'), 'state', %(checkpoint_id)s, %(cost_usd)s, %(host)s,
     %(started_at)s, %(completed_at)s)
 ON CONFLICT (id) DO UPDATE SET
     session_id = EXCLUDED.session_id,
+    sdk_session_id = coalesce(a.sdk_session_id, EXCLUDED.sdk_session_id),
     agent_type = EXCLUDED.agent_type,
     model = coalesce(EXCLUDED.model, a.model),
     model_alias = EXCLUDED.model_alias,

@@ -28,6 +28,7 @@ from daemon.messages import MessageRow
 from daemon.sink_port import (
     AppliedState,
     FileState,
+    StateAgent,
     TranscriptCommit,
     TranscriptWrite,
     WorkflowState,
@@ -222,18 +223,7 @@ class PostgresSink:
             fetched = cur.fetchone()
             assert fetched is not None
             session_id: uuid.UUID = fetched[0]  # type: ignore[assignment]  # uuid column
-            agent_ids = []
-            for agent in state.agents:
-                params = {**asdict(agent), "session_id": session_id, "host": self.host}
-                statement = (
-                    db.UPSERT_STATE_AGENT_BY_SDK
-                    if agent.sdk_session_id
-                    else db.UPSERT_STATE_AGENT_BY_ID
-                )
-                cur.execute(statement, params)
-                agent_row = cur.fetchone()
-                assert agent_row is not None
-                agent_ids.append(agent_row[0])
+            agent_ids = [self._upsert_state_agent(cur, agent, session_id) for agent in state.agents]
             if agent_ids:
                 cur.execute(db.LINK_CHILD_AGENTS, (agent_ids,))
                 children = [r[0] for r in cur.fetchall()]
@@ -262,6 +252,33 @@ class PostgresSink:
                     },
                 )
         return AppliedState(session_id, old_status, new_status, changed)
+
+    def _upsert_state_agent(
+        self, cur: psycopg.Cursor[tuple[Any, ...]], agent: StateAgent, session_id: uuid.UUID
+    ) -> uuid.UUID:
+        """The agents row of one state.json entry (db.SELECT_STATE_AGENT_TARGET has the rule).
+
+        An entry may name its Claude session only in a later version of the file, or name
+        another one; neither may hit the primary key of the row its id already has."""
+        params = {**asdict(agent), "session_id": session_id, "host": self.host}
+        statement = db.UPSERT_STATE_AGENT_BY_ID
+        if agent.sdk_session_id:
+            cur.execute(db.SELECT_STATE_AGENT_TARGET, params)
+            target = cur.fetchone()
+            assert target is not None
+            session_row, placeholder = target
+            if session_row is not None:
+                statement = db.UPSERT_STATE_AGENT_BY_SDK
+                if agent.id is not None and agent.id != session_row and placeholder:
+                    cur.execute(db.DELETE_STATE_AGENT_PLACEHOLDER, params)
+            elif not placeholder:
+                statement = db.UPSERT_STATE_AGENT_BY_SDK
+                if placeholder is False:  # the id belongs to another session's row
+                    params["id"] = None
+        cur.execute(statement, params)
+        row = cur.fetchone()
+        assert row is not None
+        return row[0]  # type: ignore[no-any-return]  # uuid column
 
     # --- transcripts (daemon/transcripts.py) ------------------------------------------------
 

@@ -6,6 +6,7 @@ on PostgreSQL because these tests hold on both.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from daemon.errors import PermanentRowError
 from daemon.messages import MessageRow
 from daemon.sink import PostgresSink
-from daemon.sink_port import FileOffset, Sink, TranscriptWrite, WorkflowState
+from daemon.sink_port import FileOffset, Sink, StateAgent, TranscriptWrite, WorkflowState
 from daemon.transcript_lines import Usage
 from tests.support.events import hook_event
 from tests.support.fake_sink import FakeSink
@@ -75,11 +76,20 @@ def message(uuid: str, session: str = "s-1") -> MessageRow:
     )  # fmt: skip
 
 
-def workflow(sha: str, status: str | None) -> WorkflowState:
+def workflow(sha: str, status: str | None, agents: tuple[StateAgent, ...] = ()) -> WorkflowState:
     return WorkflowState(
         slug="wf-1", sha256=sha, state_path="/p/agents/sessions/wf-1/state.json",
         mtime_ns=1_767_225_600_000_000_000, title="t", status=status, session_type=None,
         working_dir=None, total_cost=None, state_json="{}", created_at=None, completed_at=None,
+        agents=agents,
+    )  # fmt: skip
+
+
+def state_agent(agent_id: uuid.UUID, sdk_session_id: str | None) -> StateAgent:
+    return StateAgent(
+        id=agent_id, agent_type="builder", sdk_session_id=sdk_session_id, model=None,
+        model_alias=None, status="pending", checkpoint_id=None, cost_usd=None, started_at=None,
+        completed_at=None,
     )  # fmt: skip
 
 
@@ -171,6 +181,19 @@ def test_sink_workflow_state_same_status_is_no_change(sink: Sink) -> None:
     applied = sink.apply_workflow_state(workflow("c" * 64, None))
     assert applied is not None
     assert ("plan", False) == (applied.new_status, applied.changed)
+
+
+def test_sink_workflow_state_agent_may_change_its_claude_session(sink: Sink) -> None:
+    """An agent id seen without a Claude session, then with one, then with another (and twice
+    in one file) never refuses the content: each version is applied."""
+    agent = uuid.uuid4()
+    versions = [
+        (state_agent(agent, None),),
+        (state_agent(agent, "s-1"),),
+        (state_agent(agent, "s-2"), state_agent(agent, "s-1")),
+    ]
+    for i, agents in enumerate(versions):
+        assert sink.apply_workflow_state(workflow(str(i) * 64, "plan", agents)) is not None
 
 
 def test_sink_transcripts_registered_once_listed_in_path_order(sink: Sink) -> None:

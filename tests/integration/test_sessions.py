@@ -174,3 +174,67 @@ def test_sessions_nul_and_huge_numbers_still_converge(
     rows = query(db_url, "SELECT title, total_cost, state_sha256 FROM sessions")
     assert [("a\u24000b", None, hashlib.sha256(path.read_bytes()).hexdigest())] == rows
     assert [("m\u24000",)] == query(db_url, "SELECT model FROM agents")
+
+
+OTHER_SID = "7d1b1c8e-0000-4000-8000-000000000001"
+
+
+def agent_rows(url: str) -> list[tuple[Any, ...]]:
+    return query(
+        url,
+        "SELECT agent_type, sdk_session_id, status, status_source, session_id IS NOT NULL"
+        " FROM agents ORDER BY sdk_session_id NULLS FIRST, agent_type",
+    )
+
+
+def test_sessions_agent_names_its_claude_session_later(
+    tracker: SessionTracker, db_url: str, tmp_path: Path
+) -> None:
+    """An entry first written without sdk_session_id, then with it (the usual orchestrator order:
+    pending, then started), stays one agents row that gains the session; the file converges."""
+    entry = {"id": "builder-1", "agent_type": "builder", "status": "pending"}
+    write_state(tmp_path, "wf", {"status": "plan", "agents": [entry]})
+    tracker.sync([tmp_path])
+    started = {**entry, "status": "executing", "sdk_session_id": MAIN_SID}
+    path = write_state(tmp_path, "wf", {"status": "build", "agents": [started]})
+    tracker.sync([tmp_path])
+    assert [("builder", MAIN_SID, "executing", "state", True)] == agent_rows(db_url)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert [(sha,)] == query(db_url, "SELECT state_sha256 FROM sessions")
+
+
+def test_sessions_agent_placeholder_merges_into_event_row(
+    tracker: SessionTracker, ingestor: Ingestor, spool: Spool, db_url: str, tmp_path: Path
+) -> None:
+    """When events made the Claude session's row before state.json named it, the entry's
+    placeholder row is folded into that row: one main agent, no phantom 'pending' left."""
+    entry = {"id": "builder-1", "agent_type": "builder", "status": "pending"}
+    write_state(tmp_path, "wf", {"status": "plan", "agents": [entry]})
+    tracker.sync([tmp_path])
+    for f in sorted((FIXTURES / "hooks" / "all" / "main").iterdir()):
+        write_event(spool.root, f.read_bytes(), event=f.stem.split("_", 1)[1], fsync=False)
+    ingestor.drain()
+    started = {**entry, "status": "executing", "sdk_session_id": MAIN_SID}
+    write_state(tmp_path, "wf", {"status": "build", "agents": [started]})
+    tracker.sync([tmp_path])
+    mains = query(db_url, "SELECT agent_type, sdk_session_id, status FROM agents"
+                  " WHERE claude_agent_id IS NULL")  # fmt: skip
+    assert [("builder", MAIN_SID, "executing")] == mains
+    assert [(0,)] == query(db_url, "SELECT count(*) FROM agents WHERE session_id IS NULL")
+
+
+def test_sessions_agent_moves_to_another_claude_session(
+    tracker: SessionTracker, db_url: str, tmp_path: Path
+) -> None:
+    """An entry whose sdk_session_id changes (the agent restarted in a new Claude session), and
+    a file listing one id twice with two sessions, are applied: one row per Claude session."""
+    entry = {"id": "builder-1", "agent_type": "builder", "sdk_session_id": MAIN_SID}
+    write_state(tmp_path, "wf", {"status": "plan", "agents": [entry]})
+    tracker.sync([tmp_path])
+    moved = {**entry, "sdk_session_id": OTHER_SID}
+    path = write_state(tmp_path, "wf", {"status": "build", "agents": [entry, moved]})
+    tracker.sync([tmp_path])
+    sids = query(db_url, "SELECT sdk_session_id FROM agents ORDER BY 1")
+    assert [(MAIN_SID,), (OTHER_SID,)] == sids
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert [(sha, "build")] == query(db_url, "SELECT state_sha256, status FROM sessions")
