@@ -292,19 +292,19 @@ RETURNING id
 
 # state.json agents. An entry that names its Claude session (sdk_session_id) is the row of that
 # session when one exists (events may have made it first); else the row of its own id when that
-# row is a placeholder without a session; else a new row, which takes the entry's id unless
+# row is a placeholder without a Claude session; else a new row, which takes the entry's id unless
 # another row already has it. SELECT_STATE_AGENT_TARGET answers the first two questions.
 SELECT_STATE_AGENT_TARGET = """
 SELECT (SELECT id FROM agents WHERE sdk_session_id = %(sdk_session_id)s AND claude_agent_id IS NULL),
        (SELECT sdk_session_id IS NULL FROM agents WHERE id = %(id)s)
 """
 
-# The placeholder of an agent whose session row turned out to exist: nothing refers to a row
-# without a session (events, usage and messages find agents by session), so it is dropped.
-DELETE_STATE_AGENT_PLACEHOLDER = """
-DELETE FROM agents a WHERE a.id = %(id)s AND a.sdk_session_id IS NULL AND a.claude_agent_id IS NULL
-    AND NOT EXISTS (SELECT 1 FROM agents c WHERE c.parent_agent_id = a.id)
-    AND NOT EXISTS (SELECT 1 FROM agent_logs l WHERE l.agent_id = a.id)
+# The placeholder of an agent whose session row turned out to exist (events made it first) is
+# detached from the workflow, so the session lists the agent once. It is not deleted: the
+# daemon deletes nothing (its role has no DELETE, docs/operations.md).
+DETACH_STATE_AGENT_PLACEHOLDER = """
+UPDATE agents SET session_id = NULL, updated_at = now()
+WHERE id = %(id)s AND sdk_session_id IS NULL AND claude_agent_id IS NULL
 """
 
 UPSERT_STATE_AGENT_BY_SDK = """
@@ -565,7 +565,7 @@ FROM prices ORDER BY model_prefix, effective_from
 """  # noqa: S608 - names from the PRICE_COLUMNS constant, values bound as parameters
 
 SELECT_UNPRICED_MODELS = """
-SELECT nullif(model, ''), sum(unpriced_responses)::bigint FROM token_usage_hourly
+SELECT nullif(model, ''), sum(unpriced_responses)::bigint FROM usage_hourly
 GROUP BY 1 HAVING sum(unpriced_responses) > 0 ORDER BY 2 DESC
 """
 
@@ -631,8 +631,8 @@ ON CONFLICT (claude_session_id, model) DO UPDATE SET
 # (model, its price key, unpriced responses, sessions that differ, largest |difference|, reasons).
 SELECT_PRICE_DRIFT = """
 WITH unpriced AS (
-    SELECT model AS k, sum(unpriced_responses)::bigint AS unpriced_responses
-    FROM token_usage_hourly
+    SELECT coalesce(model, '') AS k, sum(unpriced_responses)::bigint AS unpriced_responses
+    FROM usage_hourly
     GROUP BY 1
     HAVING sum(unpriced_responses) > 0
 ), differs AS (

@@ -44,6 +44,7 @@ VIEWS = (
     "session_costs",
     "slash_commands",
     "token_usage_costs",
+    "token_usage_hourly",  # a table before alembic 0013
     "tool_calls",
     "tool_stats",
     "turns",
@@ -72,7 +73,6 @@ WRITER_GRANTS = {
     "messages": "INSERT",  # the conversation archive (daemon/messages.py); prune is the owner's
     "sessions": "INSERT, UPDATE",
     "token_usage": "INSERT, UPDATE",
-    "token_usage_hourly": "INSERT, UPDATE",  # cost engine: its triggers run as the writer
     "transcript_files": "INSERT, UPDATE",
     "usage_hourly": "INSERT, UPDATE",  # reports: its triggers on token_usage run as the writer
     "watch_roots": "INSERT",

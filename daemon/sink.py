@@ -270,7 +270,7 @@ class PostgresSink:
             if session_row is not None:
                 statement = db.UPSERT_STATE_AGENT_BY_SDK
                 if agent.id is not None and agent.id != session_row and placeholder:
-                    cur.execute(db.DELETE_STATE_AGENT_PLACEHOLDER, params)
+                    cur.execute(db.DETACH_STATE_AGENT_PLACEHOLDER, params)
             elif not placeholder:
                 statement = db.UPSERT_STATE_AGENT_BY_SDK
                 if placeholder is False:  # the id belongs to another session's row

@@ -151,13 +151,7 @@ END;
 COMMENT ON FUNCTION usage_cost_usd(prices, bigint, bigint, bigint, bigint, bigint, bigint, text, text) IS 'USD of one response at a price row: token prices, whole-request long-prompt tier, fast and data-residency multipliers, web searches. NULL without a price.';
 """
 
-TABLES = """
-ALTER TABLE token_usage ADD COLUMN price_id bigint, ADD COLUMN cost_usd numeric;
-COMMENT ON TABLE prices IS 'USD per million tokens by model key (model_prefix: matched by identity, see price_for) from effective_from on. Costs are stored per response by triggers, and a change here re-prices history.';
-COMMENT ON COLUMN token_usage.price_id IS 'prices.id resolved by price_for at write time (trigger); NULL: unpriced.';
-COMMENT ON COLUMN token_usage.cost_usd IS 'USD at price_id (usage_cost_usd), kept current by triggers on token_usage and prices.';
-CREATE INDEX token_usage_session_model_idx ON token_usage (claude_session_id, model);
-
+HOURLY_TABLE = """
 CREATE TABLE token_usage_hourly (
     hour_utc timestamptz NOT NULL,
     model text NOT NULL,
@@ -172,6 +166,16 @@ CREATE TABLE token_usage_hourly (
     PRIMARY KEY (hour_utc, model)
 );
 COMMENT ON TABLE token_usage_hourly IS 'Exact rollup of token_usage per UTC hour of occurred_at (-infinity: none) and model ('''': none), kept by statement triggers on token_usage.';
+"""
+
+TABLES = f"""
+ALTER TABLE token_usage ADD COLUMN price_id bigint, ADD COLUMN cost_usd numeric;
+COMMENT ON TABLE prices IS 'USD per million tokens by model key (model_prefix: matched by identity, see price_for) from effective_from on. Costs are stored per response by triggers, and a change here re-prices history.';
+COMMENT ON COLUMN token_usage.price_id IS 'prices.id resolved by price_for at write time (trigger); NULL: unpriced.';
+COMMENT ON COLUMN token_usage.cost_usd IS 'USD at price_id (usage_cost_usd), kept current by triggers on token_usage and prices.';
+CREATE INDEX token_usage_session_model_idx ON token_usage (claude_session_id, model);
+
+{HOURLY_TABLE}
 
 CREATE TABLE cost_states (
     claude_session_id text PRIMARY KEY,
@@ -294,7 +298,9 @@ CREATE TRIGGER token_usage_hourly_update AFTER UPDATE ON token_usage
     FOR EACH STATEMENT EXECUTE FUNCTION token_usage_hourly_update();
 CREATE TRIGGER token_usage_hourly_delete AFTER DELETE ON token_usage
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION token_usage_hourly_delete();
+"""  # noqa: S608 - module constants only
 
+REPRICE = """
 -- A price row added, changed or removed re-prices every response its key (old or new) can match.
 -- The models to re-price come from the rollup (every model stored, a small table).
 CREATE FUNCTION prices_reprice(keys text[]) RETURNS void LANGUAGE sql AS $$
@@ -304,6 +310,9 @@ CREATE FUNCTION prices_reprice(keys text[]) RETURNS void LANGUAGE sql AS $$
         WHERE h.model <> '' AND (model_price_key(h.model) = ANY (keys) OR model_id_base(h.model) = ANY (keys))
     ));
 $$;
+"""
+
+PRICE_TRIGGERS = """
 CREATE FUNCTION prices_changed_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM prices_reprice(ARRAY(SELECT DISTINCT model_prefix FROM new_rows));
@@ -329,7 +338,7 @@ CREATE TRIGGER prices_changed_update AFTER UPDATE ON prices
     FOR EACH STATEMENT EXECUTE FUNCTION prices_changed_update();
 CREATE TRIGGER prices_changed_delete AFTER DELETE ON prices
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION prices_changed_delete();
-"""  # noqa: S608 - module constants only
+"""
 
 _USAGE_COLUMNS = """u.id, u.message_id, u.request_id, u.claude_session_id, u.claude_agent_id, u.agent_id,
     u.prompt_id, u.model, u.input_tokens, u.output_tokens, u.cache_write_5m_tokens,
@@ -338,6 +347,24 @@ _USAGE_COLUMNS = """u.id, u.message_id, u.request_id, u.claude_session_id, u.cla
     u.transcript_path, u.ingested_at, u.updated_at"""
 
 # Views keep every column of 0002 in its place (CREATE OR REPLACE) and append the new ones.
+DAILY_COSTS = """
+CREATE OR REPLACE VIEW daily_costs AS
+SELECT CASE WHEN isfinite(h.hour_utc) THEN (h.hour_utc AT TIME ZONE 'UTC')::date END AS day_utc, nullif(h.model, '') AS model,
+    sum(h.responses)::bigint AS responses,
+    sum(h.input_tokens)::numeric AS input_tokens,
+    sum(h.output_tokens)::numeric AS output_tokens,
+    sum(h.cache_write_5m_tokens)::numeric AS cache_write_5m_tokens,
+    sum(h.cache_write_1h_tokens)::numeric AS cache_write_1h_tokens,
+    sum(h.cache_read_tokens)::numeric AS cache_read_tokens,
+    CASE WHEN sum(h.unpriced_responses) > 0 THEN NULL ELSE sum(h.priced_cost_usd) END AS cost_usd,
+    sum(h.priced_cost_usd) AS priced_cost_usd,
+    sum(h.unpriced_responses)::bigint AS unpriced_responses
+FROM token_usage_hourly h
+WHERE h.responses <> 0
+GROUP BY 1, 2;
+COMMENT ON VIEW daily_costs IS 'Cost per UTC day and model, from the exact hourly rollup token_usage_hourly (group it by hour_utc AT TIME ZONE ''…'' for a local day; responses without a time have day_utc NULL).';
+"""
+
 VIEWS = f"""
 CREATE OR REPLACE VIEW token_usage_costs AS
 SELECT {_USAGE_COLUMNS},
@@ -463,22 +490,7 @@ CROSS JOIN LATERAL (
 ) c;
 COMMENT ON VIEW session_costs IS 'Workflow sessions: computed cost of all their agents next to the orchestrator''s claimed total_cost.';
 
-CREATE OR REPLACE VIEW daily_costs AS
-SELECT CASE WHEN isfinite(h.hour_utc) THEN (h.hour_utc AT TIME ZONE 'UTC')::date END AS day_utc, nullif(h.model, '') AS model,
-    sum(h.responses)::bigint AS responses,
-    sum(h.input_tokens)::numeric AS input_tokens,
-    sum(h.output_tokens)::numeric AS output_tokens,
-    sum(h.cache_write_5m_tokens)::numeric AS cache_write_5m_tokens,
-    sum(h.cache_write_1h_tokens)::numeric AS cache_write_1h_tokens,
-    sum(h.cache_read_tokens)::numeric AS cache_read_tokens,
-    CASE WHEN sum(h.unpriced_responses) > 0 THEN NULL ELSE sum(h.priced_cost_usd) END AS cost_usd,
-    sum(h.priced_cost_usd) AS priced_cost_usd,
-    sum(h.unpriced_responses)::bigint AS unpriced_responses
-FROM token_usage_hourly h
-WHERE h.responses <> 0
-GROUP BY 1, 2;
-COMMENT ON VIEW daily_costs IS 'Cost per UTC day and model, from the exact hourly rollup token_usage_hourly (group it by hour_utc AT TIME ZONE ''…'' for a local day; responses without a time have day_utc NULL).';
-
+{DAILY_COSTS}
 CREATE VIEW cost_check AS
 SELECT cs.claude_session_id, k.model, o.cost_usd, m.cost_usd AS cli_cost_usd,
     o.cost_usd - m.cost_usd AS difference_usd,
@@ -640,6 +652,8 @@ def upgrade() -> None:
     _run(TRIGGERS)
     _run("UPDATE token_usage SET cost_usd = NULL")  # price what is stored (the trigger computes)
     _run(ROLLUP)
+    _run(REPRICE)
+    _run(PRICE_TRIGGERS)
     _run(VIEWS)
     _run(AGENT_TIMINGS)
 

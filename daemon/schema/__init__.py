@@ -32,7 +32,6 @@ from daemon.schema.usage import (
     daemon_heartbeats,
     prices,
     token_usage,
-    token_usage_hourly,
     transcript_files,
 )
 from daemon.schema.workflows import agent_logs, agents, sessions, watch_roots
@@ -76,7 +75,6 @@ __all__ = [
     "project_aliases",
     "sessions",
     "token_usage",
-    "token_usage_hourly",
     "transcript_files",
     "usage_hourly",
     "watch_roots",

@@ -118,28 +118,6 @@ prices = sa.Table(
 
 # --- cost engine (0006) ---------------------------------------------------------------------
 
-token_usage_hourly = sa.Table(
-    "token_usage_hourly",
-    metadata,
-    sa.Column("hour_utc", sa.DateTime(timezone=True), primary_key=True),
-    sa.Column("model", sa.Text, primary_key=True),
-    *[
-        sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
-        for name in (
-            "responses",
-            "input_tokens",
-            "output_tokens",
-            "cache_write_5m_tokens",
-            "cache_write_1h_tokens",
-            "cache_read_tokens",
-        )
-    ],
-    sa.Column("priced_cost_usd", sa.Numeric, nullable=False, server_default="0"),
-    sa.Column("unpriced_responses", sa.BigInteger, nullable=False, server_default="0"),
-    comment="Exact rollup of token_usage per UTC hour of occurred_at (-infinity: none) and model "
-    "('': none), kept by statement triggers on token_usage.",
-)
-
 cost_states = sa.Table(
     "cost_states",
     metadata,

@@ -53,7 +53,7 @@ MODELS = (
 )  # fmt: skip
 
 RESET = """
-TRUNCATE token_usage, token_usage_hourly, agent_logs, agents, sessions CASCADE
+TRUNCATE token_usage, usage_hourly, agent_logs, agents, sessions CASCADE
 """
 LOAD_SESSIONS = """
 INSERT INTO sessions (host, slug) SELECT 'bench', 'wf-' || w FROM generate_series(0, %(workflows)s - 1) w

@@ -206,8 +206,9 @@ def test_sessions_agent_names_its_claude_session_later(
 def test_sessions_agent_placeholder_merges_into_event_row(
     tracker: SessionTracker, ingestor: Ingestor, spool: Spool, db_url: str, tmp_path: Path
 ) -> None:
-    """When events made the Claude session's row before state.json named it, the entry's
-    placeholder row is folded into that row: one main agent, no phantom 'pending' left."""
+    """When events made the Claude session's row before state.json named it, that row becomes
+    the entry's and the placeholder is detached: the workflow lists one main agent, no phantom
+    'pending' one (the placeholder stays, without a session: the daemon deletes nothing)."""
     entry = {"id": "builder-1", "agent_type": "builder", "status": "pending"}
     write_state(tmp_path, "wf", {"status": "plan", "agents": [entry]})
     tracker.sync([tmp_path])
@@ -218,9 +219,10 @@ def test_sessions_agent_placeholder_merges_into_event_row(
     write_state(tmp_path, "wf", {"status": "build", "agents": [started]})
     tracker.sync([tmp_path])
     mains = query(db_url, "SELECT agent_type, sdk_session_id, status FROM agents"
-                  " WHERE claude_agent_id IS NULL")  # fmt: skip
+                  " WHERE claude_agent_id IS NULL AND session_id IS NOT NULL")  # fmt: skip
     assert [("builder", MAIN_SID, "executing")] == mains
-    assert [(0,)] == query(db_url, "SELECT count(*) FROM agents WHERE session_id IS NULL")
+    detached = query(db_url, "SELECT status FROM agents WHERE session_id IS NULL")
+    assert [("pending",)] == detached
 
 
 def test_sessions_agent_moves_to_another_claude_session(
