@@ -27,7 +27,6 @@ from daemon.line_fields import entry_time, nonempty_str
 from daemon.redaction import Redactor
 from daemon.schema import MESSAGE_ROLES
 
-UUID_KEY = b'"uuid"'  # lines without it carry no conversation (transcripts.parse_lines prefilter)
 ROLES = MESSAGE_ROLES  # the line types that carry conversation (messages.role)
 # Line types that are bookkeeping, never stored (docs/archive.md lists them).
 BOOKKEEPING_TYPES = (
@@ -121,6 +120,8 @@ def plain_text(content: Any) -> str:  # noqa: PLR0911 - one return per block typ
 
 
 def _cap_text(text: str) -> str:
+    if len(text) <= TEXT_CAP_BYTES // 4:  # at most 4 UTF-8 bytes a character: no need to count
+        return text
     raw = text.encode("utf-8", "surrogatepass")
     if len(raw) <= TEXT_CAP_BYTES:
         return text

@@ -5,7 +5,10 @@ as the usage rows read before it, so a crash can only make us read a chunk again
 the unique key absorbs), never skip one. Only complete lines are consumed. A file that was
 truncated or replaced (other inode, or another first line) is read again from the start;
 a deleted file keeps its rows. Several files share a transaction (at most TXN_MAX_FILES
-files and TXN_MAX_BYTES read), each with its new offset in it.
+files and TXN_MAX_BYTES read), each with its new offset in it. A writer thread commits batch N
+while this thread reads and parses batch N+1 (the server's work and ours overlap on two cores);
+batches commit one at a time and in order, and an error of the writer ends the pass in this
+thread, after which the files are read again from their committed offsets.
 
 This module holds the reader: the file registry, the path policy (transcript_roots) and the
 incremental reads. What a line means is daemon/transcript_lines.py (usage, merged per
@@ -18,8 +21,10 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +35,7 @@ from daemon.cost_states import CostState
 from daemon.fs_names import is_utf8, printable
 from daemon.messages import MessageArchive, MessageRow
 from daemon.redaction import Redactor
-from daemon.sink_port import FileOffset, FileState, Sink, TranscriptWrite
+from daemon.sink_port import FileOffset, FileState, Sink, TranscriptCommit, TranscriptWrite
 from daemon.transcript_lines import Usage, parse_lines
 
 log = structlog.get_logger("session_db.transcripts")
@@ -39,6 +44,7 @@ READ_CHUNK_BYTES = 8 * 2**20  # bytes read from a file at once (a longer line is
 TXN_MAX_FILES = 256  # files whose rows and offsets commit in one transaction
 TXN_MAX_BYTES = 64 * 2**20  # bytes of transcript per transaction (what a lost commit re-reads)
 HEAD_BYTES = 64 * 1024  # the first line is fingerprinted to notice a replaced file
+WRITER_THREAD_PREFIX = "transcript-writer"  # the thread that commits batches (one at a time)
 TRIGGER_EVENTS = frozenset({"Stop", "SubagentStop", "PreCompact", "SessionEnd"})
 # Transcript paths come from hook payloads, which anyone who can write the spool controls: only
 # regular files below these roots are read (the Claude config dirs' projects/, plus these).
@@ -64,10 +70,9 @@ def transcript_roots(
     return [Path(os.path.realpath(r)) for r in roots]
 
 
-def within(path: Path, roots: Iterable[Path]) -> bool:
-    """Whether `path`, with every symlink resolved, lies below one of the (resolved) roots."""
-    real = Path(os.path.realpath(path))
-    return any(real.is_relative_to(r) and real != r for r in roots)
+def _below(real: str, roots: Iterable[Path]) -> bool:
+    """Whether a resolved path lies below (not at) one of the resolved roots."""
+    return any(real.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
 
 
 @dataclass
@@ -129,6 +134,26 @@ class _Batch:
     states: dict[str, CostState] = field(default_factory=dict)
     bytes: int = 0
 
+    def take(self) -> tuple[TranscriptWrite, list[_FileRead], int]:
+        """The write that commits this batch, its files and bytes; the batch starts empty
+        again with new containers (the write, in flight in the writer thread, keeps the old)."""
+        reads = sorted(self.files.values(), key=lambda r: r.state.path)
+        write = TranscriptWrite(
+            usages=list(self.usages.values()),
+            agents=sorted(self.agents, key=lambda k: (k[0], k[1] or "")),
+            models={k: model for k, (_, model) in self.models.items()},
+            messages=self.messages,
+            cost_states=self.states,
+            offsets=[
+                FileOffset(r.state.path, r.offset, r.dev, r.ino, r.head, r.prompt_id, r.lines)
+                for r in reads
+            ],
+        )
+        size = self.bytes
+        self.usages, self.agents, self.models = {}, set(), {}
+        self.files, self.messages, self.states, self.bytes = {}, [], {}, 0
+        return write, reads, size
+
     def add(self, usages: Iterable[Usage]) -> None:
         """Add one chunk's usages; a response already in the batch is merged (one row each)."""
         for u in usages:
@@ -174,6 +199,19 @@ def _first_line_sha(fd: int) -> str | None:
     return hashlib.sha256(head[:end]).hexdigest()
 
 
+@dataclass(slots=True)
+class _InFlight:
+    """A batch the writer thread is committing, and what follows once it has."""
+
+    future: Future[TranscriptCommit]
+    reads: list[_FileRead]
+    total: ReadStats
+    bytes: int
+    responses: int
+    messages: int
+    started: float
+
+
 class TranscriptReader:
     """Reads the transcripts this host knows about (registered in `transcript_files`)."""
 
@@ -203,6 +241,8 @@ class TranscriptReader:
         self.chunk_bytes = chunk_bytes
         self.txn_max_files = txn_max_files
         self.txn_max_bytes = txn_max_bytes
+        self._writer: ThreadPoolExecutor | None = None  # during sync(): commits batches
+        self._in_flight: _InFlight | None = None
 
     # --- registry ----------------------------------------------------------------------
 
@@ -238,16 +278,29 @@ class TranscriptReader:
         states = {s.path: s for s in self.known(only)}
         queue = deque(states.values())
         batch = _Batch()
-        while queue:
-            state = queue.popleft()
-            discovered = self._read(state, batch, total, progress)
-            new = sorted(p for p in discovered if p not in states)
-            if new:
-                self.register(Path(p) for p in new)
-                for found in self.known(new):
-                    states[found.path] = found
-                    queue.append(found)
-        self._commit(batch, total)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=WRITER_THREAD_PREFIX) as writer:
+            self._writer = writer
+            try:
+                while queue:
+                    state = queue.popleft()
+                    discovered = self._read(state, batch, total, progress)
+                    new = sorted(p for p in discovered if p not in states)
+                    if new:
+                        self._settle()  # the connection is the writer's until its batch commits
+                        self.register(Path(p) for p in new)
+                        for found in self.known(new):
+                            states[found.path] = found
+                            queue.append(found)
+                self._commit(batch, total)
+                self._settle()
+            finally:
+                self._writer = None
+                if self._in_flight is not None:
+                    # Leaving on an error of this thread: the batch in flight finishes first (its
+                    # outcome is dropped; the next pass reads its files again from the offsets
+                    # the database holds, and the keys absorb what it had committed).
+                    wait([self._in_flight.future])
+                    self._in_flight = None
         return total
 
     def _read(
@@ -261,13 +314,14 @@ class TranscriptReader:
         subagent transcripts found beside it."""
         path = Path(state.path)
         discovered: set[str] = set()
-        if not within(path, self.allowed_roots):
+        real = os.path.realpath(path)  # resolved once: checked, then opened
+        if not _below(real, self.allowed_roots):
             self._refuse(state.path, "outside_transcript_roots")
             return discovered
         if path.suffix == ".jsonl" and "subagents" not in path.parts:
             discovered = {str(p) for p in subagent_files(path)}
         try:
-            fd = os.open(os.path.realpath(path), TRANSCRIPT_OPEN_FLAGS)
+            fd = os.open(real, TRANSCRIPT_OPEN_FLAGS)
         except FileNotFoundError:
             if not state.missing:
                 self._mark_missing(state.path)
@@ -372,40 +426,45 @@ class TranscriptReader:
             )
 
     def _commit(self, batch: _Batch, total: ReadStats) -> None:
-        """One transaction: the batch's rows, its agents, and every file's new offset; then
-        the in-memory states follow and the batch is emptied.
-        """
+        """Hand the batch to the writer thread (one transaction: its rows, its agents, and every
+        file's new offset) once the batch before it has committed; the batch is emptied."""
         if not batch.files:
             return
-        reads = sorted(batch.files.values(), key=lambda r: r.state.path)
-        done = self.sink.commit_transcripts(
-            TranscriptWrite(
-                usages=list(batch.usages.values()),
-                agents=sorted(batch.agents, key=lambda k: (k[0], k[1] or "")),
-                models={k: model for k, (_, model) in batch.models.items()},
-                messages=batch.messages,
-                cost_states=batch.states,
-                offsets=[
-                    FileOffset(r.state.path, r.offset, r.dev, r.ino, r.head, r.prompt_id, r.lines)
-                    for r in reads
-                ],
-            )
-        )
-        for r in reads:
+        write, reads, size = batch.take()
+        self._settle()  # batches commit in reading order, one at a time
+        assert self._writer is not None, "batches commit only within sync()"
+        self._in_flight = _InFlight(
+            self._writer.submit(self.sink.commit_transcripts, write),
+            reads, total, size, len(write.usages), len(write.messages), time.monotonic(),
+        )  # fmt: skip
+
+    def _settle(self) -> None:
+        """Wait for the batch in flight to commit (its error is raised here, in the reading
+        thread); then the files' in-memory states follow, and one line is logged."""
+        flight, self._in_flight = self._in_flight, None
+        if flight is None:
+            return
+        done = flight.future.result()
+        for r in flight.reads:
             s = r.state
             s.byte_offset, s.file_dev, s.file_ino = r.offset, r.dev, r.ino
             s.head_sha256, s.last_prompt_id, s.missing = r.head, r.prompt_id, False
-        total.inserted += done.inserted
-        total.updated += done.updated
-        total.archived += done.archived
-        batch.messages.clear()
-        batch.usages.clear()
-        batch.agents.clear()
-        batch.models.clear()
-        batch.files.clear()
-        batch.states.clear()
-        batch.bytes = 0
+        flight.total.inserted += done.inserted
+        flight.total.updated += done.updated
+        flight.total.archived += done.archived
+        log.debug(
+            "transcript_batch_committed",
+            files=len(flight.reads),
+            bytes=flight.bytes,
+            responses=flight.responses,
+            messages=flight.messages,
+            inserted=done.inserted,
+            updated=done.updated,
+            archived=done.archived,
+            ms=round((time.monotonic() - flight.started) * 1000, 1),
+        )
 
     def _mark_missing(self, path: str) -> None:
+        self._settle()  # the connection is the writer's until its batch commits
         self.sink.mark_transcript_missing(path)
         log.info("transcript_missing", path=path)
