@@ -188,7 +188,9 @@ def parse_lines(
         stop = data.find(b"\n", start, end)
         pos = stop + 1
         if data.startswith(TYPE_PREFIX, start, stop):
-            close = data.find(b'"', start + name_at, min(stop, start + name_at + TYPE_NAME_MAX_BYTES))
+            close = data.find(
+                b'"', start + name_at, min(stop, start + name_at + TYPE_NAME_MAX_BYTES)
+            )
             if close > 0:
                 name = data[start + name_at : close]
                 if name not in PARSED_TYPES and b"\\" not in name:
