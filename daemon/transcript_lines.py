@@ -29,7 +29,7 @@ import orjson
 
 from daemon.cost_states import CostState, cost_state_from_line
 from daemon.line_fields import entry_time, nonempty_str, positive_int
-from daemon.messages import ROLES, MessageArchive, MessageRow
+from daemon.messages import REDACTION_GROUP_ROWS, ROLES, Entry, MessageArchive, MessageRow
 from daemon.schema import USAGE_COUNTERS
 
 USAGE_KEY = b'"usage"'  # lines without one of these two keys are not parsed (module docstring)
@@ -181,6 +181,7 @@ def parse_lines(
     if archive is None or not archive.enabled:
         messages = None
     keys = CANDIDATE_KEYS if states is not None else (USAGE_KEY, PROMPT_KEY)
+    entries: list[Entry] = []  # conversation entries whose rows are made a group at a time
     view = memoryview(data)  # lines are parsed from it without a copy
     name_at = len(TYPE_PREFIX)
     while pos < end:
@@ -212,9 +213,10 @@ def parse_lines(
         if kind == "user" and isinstance(entry.get("promptId"), str):
             prompt_id = entry["promptId"]
         if messages is not None and archive is not None and kind in ROLES:
-            row = archive.row(entry, prompt_id, path, stop - start)
-            if row is not None:
-                messages.append(row)
+            entries.append((entry, prompt_id, stop - start))
+            if len(entries) >= REDACTION_GROUP_ROWS:
+                messages += archive.rows(entries, path)
+                entries.clear()
         # Only assistant lines carry usage; only system (compactions) and cost-state lines
         # carry cost states (usage_from_line and cost_state_from_line check it again).
         usage = usage_from_line(entry, prompt_id, path) if kind == "assistant" else None
@@ -233,4 +235,6 @@ def parse_lines(
             merged[usage.key] = usage
         else:
             known.merge(usage)
+    if entries and messages is not None and archive is not None:
+        messages += archive.rows(entries, path)
     return merged, prompt_id, bad

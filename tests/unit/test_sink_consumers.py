@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from daemon.errors import PermanentRowError, TransientDbError
-from daemon.messages import MessageArchive, MessageRow
+from daemon.messages import Entry, MessageArchive, MessageRow
 from daemon.redaction import Redactor
 from daemon.sink_port import TranscriptCommit, TranscriptWrite
 from daemon.transcripts import TranscriptReader
@@ -103,11 +102,9 @@ class _ReadSpy(MessageArchive):
         super().__init__(redactor=Redactor())
         self.read: dict[str, threading.Event] = {}
 
-    def row(
-        self, entry: dict[str, Any], prompt_id: str | None, path: str, line_bytes: int = 0
-    ) -> MessageRow | None:
+    def rows(self, entries: Sequence[Entry], path: str) -> list[MessageRow]:
         self.read.setdefault(path, threading.Event()).set()
-        return super().row(entry, prompt_id, path, line_bytes)
+        return super().rows(entries, path)
 
 
 class _CommitHook(FakeSink):
