@@ -6,14 +6,13 @@ the unique key absorbs), never skip one. Only complete lines are consumed. A fil
 truncated or replaced (other inode, or another first line) is read again from the start;
 a deleted file keeps its rows. Several files share a transaction (at most TXN_MAX_FILES
 files and TXN_MAX_BYTES read), each with its new offset in it. A writer thread commits batch N
-while this thread reads and parses batch N+1 (the server's work and ours overlap on two cores);
-batches commit one at a time and in order, and an error of the writer ends the pass in this
-thread, after which the files are read again from their committed offsets.
+while this thread reads and parses batch N+1 (daemon/transcript_batches.py).
 
 This module holds the reader: the file registry, the path policy (transcript_roots) and the
 incremental reads. What a line means is daemon/transcript_lines.py (usage, merged per
 response) and daemon/cost_states.py (Claude Code's own cost figures); the reader hands each
-batch to a Sink (daemon/sink_port.py), which commits it in one transaction.
+batch to the BatchWriter (daemon/transcript_batches.py), whose thread has the Sink
+(daemon/sink_port.py) commit it in one transaction.
 """
 
 from __future__ import annotations
@@ -21,22 +20,19 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
-from daemon.cost_states import CostState
 from daemon.fs_names import is_utf8, printable
-from daemon.messages import MessageArchive, MessageRow
+from daemon.messages import MessageArchive
 from daemon.redaction import Redactor
-from daemon.sink_port import FileOffset, FileState, Sink, TranscriptCommit, TranscriptWrite
-from daemon.transcript_lines import Usage, parse_lines
+from daemon.sink_port import FileState, Sink, TranscriptCommit
+from daemon.transcript_batches import Batch, BatchWriter, FileRead
+from daemon.transcript_lines import parse_lines
 
 log = structlog.get_logger("session_db.transcripts")
 
@@ -44,7 +40,6 @@ READ_CHUNK_BYTES = 8 * 2**20  # bytes read from a file at once (a longer line is
 TXN_MAX_FILES = 256  # files whose rows and offsets commit in one transaction
 TXN_MAX_BYTES = 64 * 2**20  # bytes of transcript per transaction (what a lost commit re-reads)
 HEAD_BYTES = 64 * 1024  # the first line is fingerprinted to notice a replaced file
-WRITER_THREAD_PREFIX = "transcript-writer"  # the thread that commits batches (one at a time)
 TRIGGER_EVENTS = frozenset({"Stop", "SubagentStop", "PreCompact", "SessionEnd"})
 # Transcript paths come from hook payloads, which anyone who can write the spool controls: only
 # regular files below these roots are read (the Claude config dirs' projects/, plus these).
@@ -108,71 +103,6 @@ class ReadStats:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
-@dataclass(slots=True)
-class _FileRead:
-    """A file's state once the transaction it was read in commits."""
-
-    state: FileState
-    offset: int
-    dev: int
-    ino: int
-    head: str | None
-    prompt_id: str | None
-    lines: int = 0
-
-
-@dataclass
-class _Batch:
-    """Rows and file offsets that commit in one transaction."""
-
-    usages: dict[tuple[str, str], Usage] = field(default_factory=dict)
-    agents: set[tuple[str, str | None]] = field(default_factory=set)
-    # Per agent, the model of its latest response (what FILL_AGENT_MODELS may set).
-    models: dict[tuple[str, str | None], tuple[datetime | None, str]] = field(default_factory=dict)
-    files: dict[str, _FileRead] = field(default_factory=dict)
-    messages: list[MessageRow] = field(default_factory=list)
-    states: dict[str, CostState] = field(default_factory=dict)
-    bytes: int = 0
-
-    def take(self) -> tuple[TranscriptWrite, list[_FileRead], int]:
-        """The write that commits this batch, its files and bytes; the batch starts empty
-        again with new containers (the write, in flight in the writer thread, keeps the old)."""
-        reads = sorted(self.files.values(), key=lambda r: r.state.path)
-        write = TranscriptWrite(
-            usages=list(self.usages.values()),
-            agents=sorted(self.agents, key=lambda k: (k[0], k[1] or "")),
-            models={k: model for k, (_, model) in self.models.items()},
-            messages=self.messages,
-            cost_states=self.states,
-            offsets=[
-                FileOffset(r.state.path, r.offset, r.dev, r.ino, r.head, r.prompt_id, r.lines)
-                for r in reads
-            ],
-        )
-        size = self.bytes
-        self.usages, self.agents, self.models = {}, set(), {}
-        self.files, self.messages, self.states, self.bytes = {}, [], {}, 0
-        return write, reads, size
-
-    def add(self, usages: Iterable[Usage]) -> None:
-        """Add one chunk's usages; a response already in the batch is merged (one row each)."""
-        for u in usages:
-            if u.claude_session_id:
-                agent = (u.claude_session_id, u.claude_agent_id)
-                self.agents.add(agent)
-                if u.model is not None:
-                    best = self.models.get(agent)
-                    if best is None or (
-                        u.occurred_at is not None and (best[0] is None or u.occurred_at > best[0])
-                    ):
-                        self.models[agent] = (u.occurred_at, u.model)
-            known = self.usages.get(u.key)
-            if known is None:
-                self.usages[u.key] = u
-            else:
-                known.merge(u)
-
-
 def subagent_files(main_transcript: Path) -> list[Path]:
     """`<session>/subagents/**/*.jsonl` beside a main transcript `<session>.jsonl`."""
     folder = main_transcript.with_suffix("") / "subagents"
@@ -197,19 +127,6 @@ def _first_line_sha(fd: int) -> str | None:
     if end < 0:
         return None
     return hashlib.sha256(head[:end]).hexdigest()
-
-
-@dataclass(slots=True)
-class _InFlight:
-    """A batch the writer thread is committing, and what follows once it has."""
-
-    future: Future[TranscriptCommit]
-    reads: list[_FileRead]
-    total: ReadStats
-    bytes: int
-    responses: int
-    messages: int
-    started: float
 
 
 class TranscriptReader:
@@ -241,8 +158,7 @@ class TranscriptReader:
         self.chunk_bytes = chunk_bytes
         self.txn_max_files = txn_max_files
         self.txn_max_bytes = txn_max_bytes
-        self._writer: ThreadPoolExecutor | None = None  # during sync(): commits batches
-        self._in_flight: _InFlight | None = None
+        self._writer: BatchWriter | None = None  # during sync(): commits batches
 
     # --- registry ----------------------------------------------------------------------
 
@@ -277,8 +193,8 @@ class TranscriptReader:
         total = ReadStats()
         states = {s.path: s for s in self.known(only)}
         queue = deque(states.values())
-        batch = _Batch()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=WRITER_THREAD_PREFIX) as writer:
+        batch = Batch()
+        with BatchWriter(self.sink) as writer:
             self._writer = writer
             try:
                 while queue:
@@ -286,27 +202,21 @@ class TranscriptReader:
                     discovered = self._read(state, batch, total, progress)
                     new = sorted(p for p in discovered if p not in states)
                     if new:
-                        self._settle()  # the connection is the writer's until its batch commits
+                        writer.settle()  # the connection is the writer's until its batch commits
                         self.register(Path(p) for p in new)
                         for found in self.known(new):
                             states[found.path] = found
                             queue.append(found)
                 self._commit(batch, total)
-                self._settle()
+                writer.settle()
             finally:
                 self._writer = None
-                if self._in_flight is not None:
-                    # Leaving on an error of this thread: the batch in flight finishes first (its
-                    # outcome is dropped; the next pass reads its files again from the offsets
-                    # the database holds, and the keys absorb what it had committed).
-                    wait([self._in_flight.future])
-                    self._in_flight = None
         return total
 
     def _read(
         self,
         state: FileState,
-        batch: _Batch,
+        batch: Batch,
         total: ReadStats,
         progress: Callable[[ReadStats], None] | None,
     ) -> set[str]:
@@ -356,7 +266,7 @@ class TranscriptReader:
                 return discovered
             if replaced or state.file_ino is None:
                 # Store the file's identity even if no complete line follows yet.
-                batch.files[state.path] = _FileRead(
+                batch.files[state.path] = FileRead(
                     state, offset, st.st_dev, st.st_ino, head, prompt_id
                 )
             consumed = False
@@ -388,7 +298,7 @@ class TranscriptReader:
                 offset += end
                 read = batch.files.get(state.path)
                 if read is None:
-                    read = batch.files[state.path] = _FileRead(
+                    read = batch.files[state.path] = FileRead(
                         state, offset, st.st_dev, st.st_ino, head, prompt_id
                     )
                 read.offset, read.prompt_id, read.lines = offset, prompt_id, read.lines + lines
@@ -425,46 +335,20 @@ class TranscriptReader:
                 roots=[str(r) for r in self.allowed_roots],
             )
 
-    def _commit(self, batch: _Batch, total: ReadStats) -> None:
-        """Hand the batch to the writer thread (one transaction: its rows, its agents, and every
-        file's new offset) once the batch before it has committed; the batch is emptied."""
-        if not batch.files:
-            return
-        write, reads, size = batch.take()
-        self._settle()  # batches commit in reading order, one at a time
-        assert self._writer is not None, "batches commit only within sync()"
-        self._in_flight = _InFlight(
-            self._writer.submit(self.sink.commit_transcripts, write),
-            reads, total, size, len(write.usages), len(write.messages), time.monotonic(),
-        )  # fmt: skip
+    def _commit(self, batch: Batch, total: ReadStats) -> None:
+        """Hand the batch to the writer (one transaction: its rows, its agents, and every
+        file's new offset); its counts join `total` once it has committed."""
 
-    def _settle(self) -> None:
-        """Wait for the batch in flight to commit (its error is raised here, in the reading
-        thread); then the files' in-memory states follow, and one line is logged."""
-        flight, self._in_flight = self._in_flight, None
-        if flight is None:
-            return
-        done = flight.future.result()
-        for r in flight.reads:
-            s = r.state
-            s.byte_offset, s.file_dev, s.file_ino = r.offset, r.dev, r.ino
-            s.head_sha256, s.last_prompt_id, s.missing = r.head, r.prompt_id, False
-        flight.total.inserted += done.inserted
-        flight.total.updated += done.updated
-        flight.total.archived += done.archived
-        log.debug(
-            "transcript_batch_committed",
-            files=len(flight.reads),
-            bytes=flight.bytes,
-            responses=flight.responses,
-            messages=flight.messages,
-            inserted=done.inserted,
-            updated=done.updated,
-            archived=done.archived,
-            ms=round((time.monotonic() - flight.started) * 1000, 1),
-        )
+        def count(done: TranscriptCommit) -> None:
+            total.inserted += done.inserted
+            total.updated += done.updated
+            total.archived += done.archived
+
+        assert self._writer is not None, "batches commit only within sync()"
+        self._writer.submit(batch, count)
 
     def _mark_missing(self, path: str) -> None:
-        self._settle()  # the connection is the writer's until its batch commits
+        if self._writer is not None:
+            self._writer.settle()  # the connection is the writer's until its batch commits
         self.sink.mark_transcript_missing(path)
         log.info("transcript_missing", path=path)
