@@ -15,6 +15,7 @@ text, then `cap_strings`; the searchable `text` comes from what is stored.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,13 +23,14 @@ from typing import Any
 import orjson
 
 from daemon.config import ARCHIVE_DEFAULT, ARCHIVE_MODES
+from daemon.errors import RedactionBudgetError
 from daemon.events import NUL_MARKER, TRUNCATED, cap_strings, escape_nul
 from daemon.line_fields import entry_time, nonempty_str
 from daemon.redaction import Redactor
 from daemon.schema import MESSAGE_ROLES
 
-UUID_KEY = b'"uuid"'  # lines without it carry no conversation (transcripts.parse_lines prefilter)
 ROLES = MESSAGE_ROLES  # the line types that carry conversation (messages.role)
+Entry = tuple[dict[str, Any], str | None, int]  # a decoded entry, its prompt id, its line's bytes
 # Line types that are bookkeeping, never stored (docs/archive.md lists them).
 BOOKKEEPING_TYPES = (
     "api-request",
@@ -50,6 +52,7 @@ BOOKKEEPING_TYPES = (
 )
 TOO_DEEP = "too_deep"  # transforms entry of a row whose content nests too deep to store
 TOO_DEEP_CONTENT = b'{"type":"too_deep"}'
+REDACTION_GROUP_ROWS = 64  # rows whose contents redaction reads in one call (MessageArchive.rows)
 TEXT_CAP_BYTES = 256 * 1024  # most UTF-8 bytes of `text` per row (a tsvector holds at most 1 MB)
 ATTACHMENT_META_KEYS = ("type", "filename", "displayPath", "hookName", "hookEvent")
 SYSTEM_SKIP_KEYS = frozenset(
@@ -121,6 +124,8 @@ def plain_text(content: Any) -> str:  # noqa: PLR0911 - one return per block typ
 
 
 def _cap_text(text: str) -> str:
+    if len(text) <= TEXT_CAP_BYTES // 4:  # at most 4 UTF-8 bytes a character: no need to count
+        return text
     raw = text.encode("utf-8", "surrogatepass")
     if len(raw) <= TEXT_CAP_BYTES:
         return text
@@ -165,10 +170,47 @@ class MessageArchive:
 
         `line_bytes` is the size of the line it was decoded from: an attachment's size.
         """
+        return self._build(entry, prompt_id, path, line_bytes, redact=True)[0]
+
+    def rows(self, entries: Sequence[Entry], path: str) -> list[MessageRow]:
+        """The rows of `entries` (entry, prompt id, line bytes) in order, as `row` makes them.
+
+        Redaction runs once per REDACTION_GROUP_ROWS rows, over their contents joined into one
+        JSON array: when it finds nothing there, it finds nothing in any one of them (the rules
+        match within one JSON text, and each content is a whole JSON value inside the array, so
+        a match never needs what lies beyond it; tests/unit/test_message_rows.py checks a
+        corpus of secrets), and the rows stand as made. Otherwise the group's rows are made
+        again one by one, each redacted on its own as `row` does."""
+        redactor = self.redactor
+        if redactor is None or not redactor.active:
+            return [r for r in (self.row(e, p, path, n) for e, p, n in entries) if r is not None]
+        out: list[MessageRow] = []
+        for at in range(0, len(entries), REDACTION_GROUP_ROWS):
+            group = entries[at : at + REDACTION_GROUP_ROWS]
+            built = [self._build(e, p, path, n, redact=False) for e, p, n in group]
+            unchecked = [body for _, body in built if body is not None]
+            clean = not unchecked
+            if not clean:
+                try:
+                    clean = not redactor.redact(b"[" + b",".join(unchecked) + b"]").counts
+                except RedactionBudgetError:
+                    clean = False  # one by one, each within its own budget
+            if clean:
+                out += [r for r, _ in built if r is not None]
+            else:
+                out += [r for r in (self.row(e, p, path, n) for e, p, n in group) if r is not None]
+        return out
+
+    def _build(
+        self, entry: dict[str, Any], prompt_id: str | None, path: str, line_bytes: int,
+        *, redact: bool,
+    ) -> tuple[MessageRow | None, bytes | None]:
+        """`row`, and with `redact` False the row made without redaction plus the JSON text
+        redaction would have been given (None when redaction does not apply to it)."""
         role = entry.get("type")
         uuid = nonempty_str(entry.get("uuid"))
         if uuid is None or role not in ROLES:
-            return None
+            return None, None
         message = entry.get("message")
         msg: dict[str, Any] = message if isinstance(message, dict) else {}
         tool_use_id = tool_name = spawned = message_id = model = None
@@ -208,8 +250,9 @@ class MessageArchive:
                 entry_type = "prompt"
         if role == "user":
             prompt_id = nonempty_str(entry.get("promptId")) or prompt_id
+        unchecked: bytes | None = None
         try:
-            body, text, size, sha, transforms = self._stored(content, role)
+            body, text, size, sha, transforms, unchecked = self._stored(content, role, redact)
         except (RecursionError, orjson.JSONEncodeError):
             # Nested deeper than orjson encodes (255 levels) or than Python recurses: the
             # row keeps its place in the thread, its content does not fit.
@@ -237,12 +280,13 @@ class MessageArchive:
             content_sha256=sha,
             transforms=transforms or None,
             transcript_path=path,
-        )
+        ), unchecked
 
     def _stored(
-        self, content: Any, role: str
-    ) -> tuple[bytes, str | None, int, str | None, list[str]]:
-        """(JSON to store, searchable text, original size, original sha256, transforms)."""
+        self, content: Any, role: str, redact: bool = True
+    ) -> tuple[bytes, str | None, int, str | None, list[str], bytes | None]:
+        """(JSON to store, searchable text, original size, original sha256, transforms, and
+        without `redact` the JSON text redaction would have been given)."""
         body = original = orjson.dumps(content)
         size = len(body)
         transforms: list[str] = []
@@ -253,12 +297,15 @@ class MessageArchive:
             transforms.append("nul_escaped")
         text: str | None = None
         sha: str | None = None
+        unchecked: bytes | None = None
         if self.mode == "metadata" and role != "attachment":
             content = _metadata(content)
             body = orjson.dumps(content)
             private = True
         else:
-            if self.redactor is not None and self.redactor.active:
+            if self.redactor is not None and self.redactor.active and not redact:
+                unchecked = body
+            elif self.redactor is not None and self.redactor.active:
                 done = self.redactor.redact(body)
                 if done.counts:
                     body, private = done.body, True
@@ -273,4 +320,4 @@ class MessageArchive:
                 text = _cap_text(plain_text(content)) or None
         if transforms and not private:
             sha = hashlib.sha256(original).hexdigest()
-        return body, text, size, sha, transforms
+        return body, text, size, sha, transforms, unchecked

@@ -9,8 +9,13 @@ Only lines that contain the bytes `"usage"` (a response) or `"promptId"` (a user
 starts a turn) are parsed; most bytes are attachments and request shapes that carry neither.
 This skips nothing we use: Claude Code writes JSON.stringify output, which escapes no letter
 of a key, and a quote inside a JSON string is escaped, so a line without those bytes has
-neither key. A line we never parse is never counted as unreadable. The same pass collects
-cost-state lines (daemon/cost_states.py) and, with an archive, conversation rows.
+neither key. A line that starts with `{"type":"<name>"` (its first key, as Claude Code writes
+its bookkeeping lines) is skipped unread when <name>, written without escapes, is none of
+PARSED_TYPES: such a line yields nothing here (the request shapes, a third of the bytes). A
+line we never parse is never counted as unreadable. The same pass collects cost-state lines
+(daemon/cost_states.py) and, with an archive, conversation rows: then every line that passes
+the type test is parsed (nearly all of them are conversation entries, and looking for keys in
+the long attachment lines would cost more than the few lines it spares).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import orjson
 
 from daemon.cost_states import CostState, cost_state_from_line
 from daemon.line_fields import entry_time, nonempty_str, positive_int
-from daemon.messages import UUID_KEY, MessageArchive, MessageRow
+from daemon.messages import REDACTION_GROUP_ROWS, ROLES, Entry, MessageArchive, MessageRow
 from daemon.schema import USAGE_COUNTERS
 
 USAGE_KEY = b'"usage"'  # lines without one of these two keys are not parsed (module docstring)
@@ -33,6 +38,12 @@ COST_STATE_KEY = b'"cost-state"'
 COMPACT_KEY = b'"compact_boundary"'
 CANDIDATE_KEYS = (USAGE_KEY, PROMPT_KEY, COST_STATE_KEY, COMPACT_KEY)
 SYNTHETIC_MODEL = "<synthetic>"
+TYPE_PREFIX = b'{"type":"'  # how Claude Code starts a line whose first key is its type
+TYPE_NAME_MAX_BYTES = 64  # a longer type name is not looked at (the line is then parsed)
+# The line types that can yield something: an archive row (daemon/messages.py ROLES: user and
+# assistant lines also carry prompt ids and usage), a cost state or a compaction (a system line).
+COST_STATE_TYPES = frozenset({"system", "cost-state"})  # what cost_state_from_line can read
+PARSED_TYPES = frozenset(t.encode() for t in (*ROLES, *COST_STATE_TYPES))
 
 
 @dataclass(slots=True)
@@ -161,44 +172,56 @@ def parse_lines(
     cost state per session found (and compactions) are merged into it. With an enabled
     `archive`, the conversation entries' rows are appended to `messages` in the same pass.
 
-    `data[end - 1]` must be a newline. Only lines holding one of the candidate keys are parsed:
-    USAGE_KEY and PROMPT_KEY, CANDIDATE_KEYS' cost-state keys when collecting states, UUID_KEY
-    when archiving.
+    `data[end - 1]` must be a newline. Lines whose first key names a type outside PARSED_TYPES
+    are skipped; without an archive, so are lines holding none of the candidate keys: USAGE_KEY
+    and PROMPT_KEY, and CANDIDATE_KEYS' cost-state keys when collecting states.
     """
     merged: dict[tuple[str, str], Usage] = {}
     bad = pos = 0
     if archive is None or not archive.enabled:
         messages = None
-    wanted = list(CANDIDATE_KEYS if states is not None else (USAGE_KEY, PROMPT_KEY))
-    if messages is not None and UUID_KEY not in wanted:
-        wanted.append(UUID_KEY)
-    keys = tuple(wanted)
-    at = [data.find(k, 0, end) for k in keys]
-    while True:
-        hit = min((a for a in at if a >= 0), default=-1)
-        if hit < 0:
-            break
-        start = max(pos, data.rfind(b"\n", pos, hit) + 1)
-        pos = data.find(b"\n", hit, end) + 1
-        for i, a in enumerate(at):
-            if 0 <= a < pos:
-                at[i] = data.find(keys[i], pos, end)
+    keys = CANDIDATE_KEYS if states is not None else (USAGE_KEY, PROMPT_KEY)
+    entries: list[Entry] = []  # conversation entries whose rows are made a group at a time
+    view = memoryview(data)  # lines are parsed from it without a copy
+    name_at = len(TYPE_PREFIX)
+    while pos < end:
+        start = pos
+        stop = data.find(b"\n", start, end)
+        pos = stop + 1
+        if data.startswith(TYPE_PREFIX, start, stop):
+            close = data.find(
+                b'"', start + name_at, min(stop, start + name_at + TYPE_NAME_MAX_BYTES)
+            )
+            if close > 0:
+                name = data[start + name_at : close]
+                if name not in PARSED_TYPES and b"\\" not in name:
+                    continue
+        if messages is None:  # with an archive, nearly every such line is a conversation entry
+            for k in keys:
+                if data.find(k, start, stop) >= 0:
+                    break
+            else:
+                continue
         try:
-            entry = orjson.loads(data[start : pos - 1])
+            entry = orjson.loads(view[start:stop])
         except orjson.JSONDecodeError:
             bad += 1  # transcripts are internal to Claude Code: skip what we cannot read
             continue
         if not isinstance(entry, dict):
             continue
-        if entry.get("type") == "user" and isinstance(entry.get("promptId"), str):
+        kind = entry.get("type")
+        if kind == "user" and isinstance(entry.get("promptId"), str):
             prompt_id = entry["promptId"]
-        if messages is not None and archive is not None:
-            row = archive.row(entry, prompt_id, path, pos - 1 - start)
-            if row is not None:
-                messages.append(row)
-        usage = usage_from_line(entry, prompt_id, path)
+        if messages is not None and archive is not None and kind in ROLES:
+            entries.append((entry, prompt_id, stop - start))
+            if len(entries) >= REDACTION_GROUP_ROWS:
+                messages += archive.rows(entries, path)
+                entries.clear()
+        # Only assistant lines carry usage; only system (compactions) and cost-state lines
+        # carry cost states (usage_from_line and cost_state_from_line check it again).
+        usage = usage_from_line(entry, prompt_id, path) if kind == "assistant" else None
         if usage is None:
-            if states is not None:
+            if states is not None and kind in COST_STATE_TYPES:
                 state = cost_state_from_line(entry, path)
                 if state is not None:
                     known_state = states.get(state.claude_session_id)
@@ -212,4 +235,6 @@ def parse_lines(
             merged[usage.key] = usage
         else:
             known.merge(usage)
+    if entries and messages is not None and archive is not None:
+        messages += archive.rows(entries, path)
     return merged, prompt_id, bad

@@ -5,12 +5,14 @@ as the usage rows read before it, so a crash can only make us read a chunk again
 the unique key absorbs), never skip one. Only complete lines are consumed. A file that was
 truncated or replaced (other inode, or another first line) is read again from the start;
 a deleted file keeps its rows. Several files share a transaction (at most TXN_MAX_FILES
-files and TXN_MAX_BYTES read), each with its new offset in it.
+files and TXN_MAX_BYTES read), each with its new offset in it. A writer thread commits batch N
+while this thread reads and parses batch N+1 (daemon/transcript_batches.py).
 
 This module holds the reader: the file registry, the path policy (transcript_roots) and the
 incremental reads. What a line means is daemon/transcript_lines.py (usage, merged per
 response) and daemon/cost_states.py (Claude Code's own cost figures); the reader hands each
-batch to a Sink (daemon/sink_port.py), which commits it in one transaction.
+batch to the BatchWriter (daemon/transcript_batches.py), whose thread has the Sink
+(daemon/sink_port.py) commit it in one transaction.
 """
 
 from __future__ import annotations
@@ -20,18 +22,17 @@ import os
 import stat
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
-from daemon.cost_states import CostState
 from daemon.fs_names import is_utf8, printable
-from daemon.messages import MessageArchive, MessageRow
+from daemon.messages import MessageArchive
 from daemon.redaction import Redactor
-from daemon.sink_port import FileOffset, FileState, Sink, TranscriptWrite
-from daemon.transcript_lines import Usage, parse_lines
+from daemon.sink_port import FileState, Sink, TranscriptCommit
+from daemon.transcript_batches import Batch, BatchWriter, FileRead
+from daemon.transcript_lines import parse_lines
 
 log = structlog.get_logger("session_db.transcripts")
 
@@ -64,10 +65,9 @@ def transcript_roots(
     return [Path(os.path.realpath(r)) for r in roots]
 
 
-def within(path: Path, roots: Iterable[Path]) -> bool:
-    """Whether `path`, with every symlink resolved, lies below one of the (resolved) roots."""
-    real = Path(os.path.realpath(path))
-    return any(real.is_relative_to(r) and real != r for r in roots)
+def _below(real: str, roots: Iterable[Path]) -> bool:
+    """Whether a resolved path lies below (not at) one of the resolved roots."""
+    return any(real.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
 
 
 @dataclass
@@ -101,51 +101,6 @@ class ReadStats:
             "missing",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-@dataclass(slots=True)
-class _FileRead:
-    """A file's state once the transaction it was read in commits."""
-
-    state: FileState
-    offset: int
-    dev: int
-    ino: int
-    head: str | None
-    prompt_id: str | None
-    lines: int = 0
-
-
-@dataclass
-class _Batch:
-    """Rows and file offsets that commit in one transaction."""
-
-    usages: dict[tuple[str, str], Usage] = field(default_factory=dict)
-    agents: set[tuple[str, str | None]] = field(default_factory=set)
-    # Per agent, the model of its latest response (what FILL_AGENT_MODELS may set).
-    models: dict[tuple[str, str | None], tuple[datetime | None, str]] = field(default_factory=dict)
-    files: dict[str, _FileRead] = field(default_factory=dict)
-    messages: list[MessageRow] = field(default_factory=list)
-    states: dict[str, CostState] = field(default_factory=dict)
-    bytes: int = 0
-
-    def add(self, usages: Iterable[Usage]) -> None:
-        """Add one chunk's usages; a response already in the batch is merged (one row each)."""
-        for u in usages:
-            if u.claude_session_id:
-                agent = (u.claude_session_id, u.claude_agent_id)
-                self.agents.add(agent)
-                if u.model is not None:
-                    best = self.models.get(agent)
-                    if best is None or (
-                        u.occurred_at is not None and (best[0] is None or u.occurred_at > best[0])
-                    ):
-                        self.models[agent] = (u.occurred_at, u.model)
-            known = self.usages.get(u.key)
-            if known is None:
-                self.usages[u.key] = u
-            else:
-                known.merge(u)
 
 
 def subagent_files(main_transcript: Path) -> list[Path]:
@@ -203,6 +158,7 @@ class TranscriptReader:
         self.chunk_bytes = chunk_bytes
         self.txn_max_files = txn_max_files
         self.txn_max_bytes = txn_max_bytes
+        self._writer: BatchWriter | None = None  # during sync(): commits batches
 
     # --- registry ----------------------------------------------------------------------
 
@@ -237,23 +193,30 @@ class TranscriptReader:
         total = ReadStats()
         states = {s.path: s for s in self.known(only)}
         queue = deque(states.values())
-        batch = _Batch()
-        while queue:
-            state = queue.popleft()
-            discovered = self._read(state, batch, total, progress)
-            new = sorted(p for p in discovered if p not in states)
-            if new:
-                self.register(Path(p) for p in new)
-                for found in self.known(new):
-                    states[found.path] = found
-                    queue.append(found)
-        self._commit(batch, total)
+        batch = Batch()
+        with BatchWriter(self.sink) as writer:
+            self._writer = writer
+            try:
+                while queue:
+                    state = queue.popleft()
+                    discovered = self._read(state, batch, total, progress)
+                    new = sorted(p for p in discovered if p not in states)
+                    if new:
+                        writer.settle()  # the connection is the writer's until its batch commits
+                        self.register(Path(p) for p in new)
+                        for found in self.known(new):
+                            states[found.path] = found
+                            queue.append(found)
+                self._commit(batch, total)
+                writer.settle()
+            finally:
+                self._writer = None
         return total
 
     def _read(
         self,
         state: FileState,
-        batch: _Batch,
+        batch: Batch,
         total: ReadStats,
         progress: Callable[[ReadStats], None] | None,
     ) -> set[str]:
@@ -261,13 +224,14 @@ class TranscriptReader:
         subagent transcripts found beside it."""
         path = Path(state.path)
         discovered: set[str] = set()
-        if not within(path, self.allowed_roots):
+        real = os.path.realpath(path)  # resolved once: checked, then opened
+        if not _below(real, self.allowed_roots):
             self._refuse(state.path, "outside_transcript_roots")
             return discovered
         if path.suffix == ".jsonl" and "subagents" not in path.parts:
             discovered = {str(p) for p in subagent_files(path)}
         try:
-            fd = os.open(os.path.realpath(path), TRANSCRIPT_OPEN_FLAGS)
+            fd = os.open(real, TRANSCRIPT_OPEN_FLAGS)
         except FileNotFoundError:
             if not state.missing:
                 self._mark_missing(state.path)
@@ -302,7 +266,7 @@ class TranscriptReader:
                 return discovered
             if replaced or state.file_ino is None:
                 # Store the file's identity even if no complete line follows yet.
-                batch.files[state.path] = _FileRead(
+                batch.files[state.path] = FileRead(
                     state, offset, st.st_dev, st.st_ino, head, prompt_id
                 )
             consumed = False
@@ -334,7 +298,7 @@ class TranscriptReader:
                 offset += end
                 read = batch.files.get(state.path)
                 if read is None:
-                    read = batch.files[state.path] = _FileRead(
+                    read = batch.files[state.path] = FileRead(
                         state, offset, st.st_dev, st.st_ino, head, prompt_id
                     )
                 read.offset, read.prompt_id, read.lines = offset, prompt_id, read.lines + lines
@@ -371,41 +335,20 @@ class TranscriptReader:
                 roots=[str(r) for r in self.allowed_roots],
             )
 
-    def _commit(self, batch: _Batch, total: ReadStats) -> None:
-        """One transaction: the batch's rows, its agents, and every file's new offset; then
-        the in-memory states follow and the batch is emptied.
-        """
-        if not batch.files:
-            return
-        reads = sorted(batch.files.values(), key=lambda r: r.state.path)
-        done = self.sink.commit_transcripts(
-            TranscriptWrite(
-                usages=list(batch.usages.values()),
-                agents=sorted(batch.agents, key=lambda k: (k[0], k[1] or "")),
-                models={k: model for k, (_, model) in batch.models.items()},
-                messages=batch.messages,
-                cost_states=batch.states,
-                offsets=[
-                    FileOffset(r.state.path, r.offset, r.dev, r.ino, r.head, r.prompt_id, r.lines)
-                    for r in reads
-                ],
-            )
-        )
-        for r in reads:
-            s = r.state
-            s.byte_offset, s.file_dev, s.file_ino = r.offset, r.dev, r.ino
-            s.head_sha256, s.last_prompt_id, s.missing = r.head, r.prompt_id, False
-        total.inserted += done.inserted
-        total.updated += done.updated
-        total.archived += done.archived
-        batch.messages.clear()
-        batch.usages.clear()
-        batch.agents.clear()
-        batch.models.clear()
-        batch.files.clear()
-        batch.states.clear()
-        batch.bytes = 0
+    def _commit(self, batch: Batch, total: ReadStats) -> None:
+        """Hand the batch to the writer (one transaction: its rows, its agents, and every
+        file's new offset); its counts join `total` once it has committed."""
+
+        def count(done: TranscriptCommit) -> None:
+            total.inserted += done.inserted
+            total.updated += done.updated
+            total.archived += done.archived
+
+        assert self._writer is not None, "batches commit only within sync()"
+        self._writer.submit(batch, count)
 
     def _mark_missing(self, path: str) -> None:
+        if self._writer is not None:
+            self._writer.settle()  # the connection is the writer's until its batch commits
         self.sink.mark_transcript_missing(path)
         log.info("transcript_missing", path=path)

@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import psycopg
 
+from daemon.errors import EX_SOFTWARE
 from tests.acceptance.conftest import Env, cli
 from tests.conftest import FIXTURES
 
@@ -136,3 +137,36 @@ def test_archive_prune_removes_messages_by_month(env: Env) -> None:
         assert (0, 7) == conn.execute(
             "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM token_usage)"
         ).fetchone()
+
+
+def test_archive_backfill_writer_failure_exits_nonzero_and_a_rerun_inserts_once(env: Env) -> None:
+    """The transaction the writer thread commits is refused (a CHECK on one entry's uuid): the
+    backfill exits non-zero with one `fatal` line naming the constraint, and no row nor offset
+    is stored. Once the constraint is gone, a second backfill stores every entry once."""
+    projects = env.root / "old-laptop" / ".claude" / "projects"
+    folder = projects / "-tmp-ccrun-work-main"
+    shutil.copytree(FIXTURES / "transcripts" / "main", folder)
+    main = next(folder.glob("*.jsonl"))
+    refused = uuids(main)[-1]
+    with psycopg.connect(env.db_url, autocommit=True) as conn:
+        conn.execute(
+            f"ALTER TABLE messages ADD CONSTRAINT test_refused CHECK (uuid <> '{refused}')"
+        )
+    failed = cli(env, "backfill", str(projects))
+    assert EX_SOFTWARE == failed.returncode, failed.stderr[-3000:]
+    fatal = [json.loads(x) for x in failed.stderr.splitlines() if '"fatal"' in x]
+    assert 1 == len(fatal), failed.stderr[-3000:]
+    assert "test_refused" in fatal[0]["error"]
+    with psycopg.connect(env.db_url, autocommit=True) as conn:
+        stored = conn.execute(
+            "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM token_usage),"
+            " (SELECT coalesce(sum(byte_offset), 0) FROM transcript_files)"
+        ).fetchone()
+        assert (0, 0, 0) == stored
+        conn.execute("ALTER TABLE messages DROP CONSTRAINT test_refused")
+    done = cli(env, "backfill", str(projects))
+    assert 0 == done.returncode, done.stderr[-3000:]
+    entries = [u for p in sorted(folder.rglob("*.jsonl")) for u in uuids(p)]
+    with psycopg.connect(env.db_url) as conn:
+        rows = [r[0] for r in conn.execute("SELECT uuid FROM messages")]
+    assert sorted(set(entries)) == sorted(rows)

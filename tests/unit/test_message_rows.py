@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
-from daemon.messages import BOOKKEEPING_TYPES, TOO_DEEP, MessageArchive
+from daemon.messages import BOOKKEEPING_TYPES, TOO_DEEP, Entry, MessageArchive
 from daemon.redaction import Redactor
+from tests.unit.test_redaction import SECRETS
 
 
 def entry(**kw: Any) -> dict[str, Any]:
@@ -79,3 +81,45 @@ def test_message_rows_nul_is_escaped_and_metadata_mode_keeps_no_text() -> None:
     assert "secret-words" not in meta.content
     assert {"type": "tool_use", "name": "Bash", "id": "toolu_1"} == orjson.loads(meta.content)
     assert len(orjson.dumps(tool)) == meta.content_bytes
+
+
+def secret_entries(secret: str, at: int, total: int = 70) -> list[Entry]:
+    """`total` conversation entries of the four roles; the one at `at` carries `secret`."""
+    out: list[Entry] = []
+    for i in range(total):
+        words = secret if i == at else f"line {i}: nothing to hide here"
+        shapes: list[dict[str, Any]] = [
+            entry(type="user", message={"role": "user", "content": words}),
+            entry(type="assistant", message={"id": f"m{i}", "content": [{"type": "text", "text": words}]}),
+            entry(type="user", message={"content": [{"type": "tool_result", "tool_use_id": "t", "content": words}]}),
+            entry(type="attachment", attachment={"type": "file", "filename": words}),
+            entry(type="system", subtype="informational", content=words),
+        ]  # fmt: skip
+        e = shapes[i % len(shapes)]
+        e["uuid"] = f"u-{i}"
+        out.append((e, "p-1", 100 + i))
+    return out
+
+
+@pytest.mark.parametrize(("kind", "text", "secret"), SECRETS)
+def test_message_rows_grouped_redaction_equals_redacting_each_row(
+    kind: str, text: str, secret: str
+) -> None:
+    """MessageArchive.rows redacts a group of rows with one call, and makes them again one by one
+    when it finds a secret: for every secret of the redaction corpus, in any row of a group
+    (first, middle, last, first of the second group), with the default rules and with settings'
+    patterns that anchor (`^`, `$`) and key names, the rows equal `row` of each entry, and the
+    secret is in none of them."""
+    redactors = [
+        Redactor(),
+        Redactor(extra_patterns=[r"^line 3", r"hide here$", r"n[a-z]+"], extra_keys=["filename"]),
+    ]
+    for redactor in redactors:
+        archive = MessageArchive(redactor=redactor)
+        for at in (0, 31, 63, 64, 69):
+            entries = secret_entries(text, at)
+            one_by_one = [archive.row(e, p, "t", n) for e, p, n in entries]
+            got = archive.rows(entries, "t")
+            assert one_by_one == got, (kind, at)
+            assert not any(secret in (r.content or "") for r in got), (kind, at)
+            assert got[at].transforms, (kind, at)

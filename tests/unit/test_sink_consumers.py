@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from daemon.errors import PermanentRowError, TransientDbError
+from daemon.messages import Entry, MessageArchive, MessageRow
+from daemon.redaction import Redactor
+from daemon.sink_port import TranscriptCommit, TranscriptWrite
 from daemon.transcripts import TranscriptReader
 from daemon.workflows import SessionTracker
 from tests.conftest import FIXTURES
@@ -17,6 +22,7 @@ from tests.support.fake_sink import FakeSink
 
 HOST = "unit-host"
 TRANSCRIPT = next((FIXTURES / "transcripts" / "extras").glob("*.jsonl"))  # 7 responses
+DEADLOCK_GUARD_S = 30.0  # how long a commit waits for the reader before the test fails
 
 
 def write_state(root: Path, status: str) -> Path:
@@ -75,3 +81,95 @@ def test_transcript_reader_reads_once_and_again_after_a_lost_commit(tmp_path: Pa
     assert [path.stat().st_size] == [f.byte_offset for f in fake.transcript_files()]
     again = reader.sync()
     assert (0, 0) == (again.inserted, again.responses)
+
+
+def three_transcripts(tmp_path: Path) -> list[Path]:
+    """Three recorded sessions under tmp_path/projects, in the registry's (path) order."""
+    paths = []
+    for scenario in ("error", "expand", "extras"):
+        source = next((FIXTURES / "transcripts" / scenario).glob("*.jsonl"))
+        path = tmp_path / "projects" / scenario / source.name
+        path.parent.mkdir(parents=True)
+        shutil.copy(source, path)
+        paths.append(path)
+    return sorted(paths, key=str)
+
+
+class _ReadSpy(MessageArchive):
+    """The default archive, noting each transcript it has made rows of (in the reading thread)."""
+
+    def __init__(self) -> None:
+        super().__init__(redactor=Redactor())
+        self.read: dict[str, threading.Event] = {}
+
+    def rows(self, entries: Sequence[Entry], path: str) -> list[MessageRow]:
+        self.read.setdefault(path, threading.Event()).set()
+        return super().rows(entries, path)
+
+
+class _CommitHook(FakeSink):
+    """The fake, running `before(n)` at the start of its n-th commit_transcripts (from 1)."""
+
+    def __init__(self, before: Callable[[int], None]) -> None:
+        super().__init__(host=HOST)
+        self.before = before
+        self.commits: list[list[str]] = []  # the files of each commit, in commit order
+
+    def commit_transcripts(self, write: TranscriptWrite) -> TranscriptCommit:
+        self.commits.append([o.path for o in write.offsets])
+        self.before(len(self.commits))
+        return super().commit_transcripts(write)
+
+
+def test_transcript_reader_commits_a_batch_while_the_next_is_read(tmp_path: Path) -> None:
+    """One file per transaction: the commit of the first file waits until the reading thread
+    has parsed the second, which can only happen when commits run beside the reading. Batches
+    still commit one at a time, in reading order, and every row arrives once."""
+    files = three_transcripts(tmp_path)
+    spy = _ReadSpy()
+    seen_second: list[bool] = []
+
+    def first_waits_for_second(n: int) -> None:
+        if n == 1:
+            second = spy.read.setdefault(str(files[1]), threading.Event())
+            seen_second.append(second.wait(DEADLOCK_GUARD_S))
+
+    sink = _CommitHook(first_waits_for_second)
+    reader = TranscriptReader(sink, HOST, txn_max_files=1, archive=spy, allowed_roots=[tmp_path])
+    reader.register(files)
+    stats = reader.sync()
+    assert [True] == seen_second
+    assert [[str(p)] for p in files] == sink.commits
+    assert [p.stat().st_size for p in files] == [f.byte_offset for f in sink.transcript_files()]
+    assert (len(sink.usages), len(sink.messages)) == (stats.inserted, stats.archived)
+    assert 0 < stats.inserted
+
+
+def test_transcript_reader_writer_error_ends_the_pass_and_the_next_reads_the_rest(
+    tmp_path: Path,
+) -> None:
+    """The writer thread fails the second transaction while the reader has read on: the error
+    is raised by sync() in the reading thread, no later batch commits, and only the first file's
+    offset moved. The next pass reads the other two files, and the rows equal one clean pass."""
+    files = three_transcripts(tmp_path)
+
+    def second_fails(n: int) -> None:
+        if n == 2:
+            raise TransientDbError("server gone")
+
+    sink = _CommitHook(second_fails)
+    reader = TranscriptReader(sink, HOST, txn_max_files=1, allowed_roots=[tmp_path])
+    reader.register(files)
+    with pytest.raises(TransientDbError):
+        reader.sync()
+    assert [[str(files[0])], [str(files[1])]] == sink.commits
+    sizes = [p.stat().st_size for p in files]
+    assert [sizes[0], 0, 0] == [f.byte_offset for f in sink.transcript_files()]
+    again = reader.sync()
+    assert 2 == again.files
+    assert sizes == [f.byte_offset for f in sink.transcript_files()]
+    clean = FakeSink(host=HOST)
+    clean_reader = TranscriptReader(clean, HOST, allowed_roots=[tmp_path])
+    clean_reader.register(files)
+    clean_reader.sync()
+    assert (clean.usages, clean.messages.keys()) == (sink.usages, sink.messages.keys())

@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from daemon.messages import MessageArchive, MessageRow
+from daemon.redaction import Redactor
 from daemon.transcript_lines import Usage, parse_lines, usage_from_line
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,3 +106,44 @@ def test_parse_lines_edge_cases() -> None:
     assert ("p1", "p1") == (got[0][("m1", "req_m1")].prompt_id, got[0][("m2", "r2")].prompt_id)
     assert ("p2", 1) == (got[1], got[2])
     assert (expected[0], expected[1], 2) == (got[0], got[1], expected[2])
+
+
+def test_parse_lines_skips_lines_whose_first_key_names_a_type_that_yields_nothing() -> None:
+    """`{"type":"api-request-blob",…}` holding "usage" and "promptId" is not parsed, so not
+    counted when cut off; the same line with a blank after the colon goes through the key test
+    and is. A type written with an escape is parsed: its prompt id counts. Usages and prompt ids
+    equal parsing every line; only the skipped unreadable line is not counted."""
+    data = (
+        line({"type": "user", "promptId": "p1"})
+        + line({"type": "api-request-shape", "promptId": "p-shape", "message": {"usage": {}}})
+        + b'{"type":"api-request-blob","promptId":"p-cut","usage":\n'  # cut off: never parsed
+        + b'{"type": "api-request-blob","promptId":"p-cut","usage":\n'  # spaced: parsed, unreadable
+        + b'{"type":"\\u0075ser","promptId":"p-escaped"}\n'  # "user" with an escape: parsed
+        + line(assistant("m1"))
+    )
+    got, prompt, bad = parse_lines(data, len(data), None, "t")
+    expected = parse_every_line(data, None, "t")
+    assert ("p-escaped", 1) == (prompt, bad)
+    assert "p-escaped" == got[("m1", "req_m1")].prompt_id
+    assert (expected[0], expected[1], 2) == (got, prompt, expected[2])
+
+
+def test_parse_lines_archive_rows_equal_rows_of_every_line() -> None:
+    """With the archive on, the rows of each recorded transcript (main and subagents) equal
+    MessageArchive.row over every line parsed one by one, in order: the type test drops none."""
+    archive = MessageArchive(redactor=Redactor())
+    for path in FILES:
+        data = path.read_bytes()
+        want: list[MessageRow] = []
+        prompt: str | None = None
+        for raw in data.splitlines():
+            entry = orjson.loads(raw)
+            if entry.get("type") == "user" and isinstance(entry.get("promptId"), str):
+                prompt = entry["promptId"]
+            row = archive.row(entry, prompt, str(path), len(raw))
+            if row is not None:
+                want.append(row)
+        got: list[MessageRow] = []
+        parse_lines(data, len(data), None, str(path), {}, archive=archive, messages=got)
+        assert want == got, path
+        assert want, path
