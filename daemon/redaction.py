@@ -46,6 +46,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -140,6 +141,16 @@ class Redactor:
         drop_tool_output: bool = False,
         budget_s: float = REDACTION_BUDGET_S,
     ) -> None:
+        extra_keys, extra_patterns = tuple(extra_keys), tuple(extra_patterns)
+        # The arguments again, to build the same Redactor in a worker process (daemon.parse_pool).
+        self.options: dict[str, Any] = {
+            "enabled": enabled,
+            "extra_keys": extra_keys,
+            "extra_patterns": extra_patterns,
+            "drop_prompts": drop_prompts,
+            "drop_tool_output": drop_tool_output,
+            "budget_s": budget_s,
+        }
         self.enabled = enabled
         self.budget_s = budget_s
         keys = key_name_rule((*DEFAULT_KEY_NAMES, *extra_keys))

@@ -87,6 +87,15 @@ def main() -> None:
         type=Path,
         help="also profile the session-db drain with pyinstrument; write its text report here",
     )
+    ap.add_argument(
+        "--no-redact", action="store_true", help="redaction off (the default setting is on)"
+    )
+    ap.add_argument(
+        "--parse-workers",
+        type=int,
+        default=config.PARSE_WORKERS,
+        help="worker processes for read+parse+redaction (default: the daemon's default)",
+    )
     args = ap.parse_args()
     base = args.spool_dir or (
         Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
@@ -150,7 +159,8 @@ def main() -> None:
                 batch_max_bytes=config.BATCH_MAX_BYTES,
                 foreign_grace_s=0,
                 field_cap_bytes=config.FIELD_CAP_BYTES,
-                redactor=Redactor(),  # the daemon's default: redaction on
+                redactor=Redactor(enabled=not args.no_redact),  # the daemon's default: on
+                parse_workers=args.parse_workers,
             )
             profiler = None
             if args.profile:
@@ -158,15 +168,18 @@ def main() -> None:
 
                 profiler = Profiler(interval=0.0005)
                 profiler.start()
+            if ingestor.pool is not None:
+                ingestor.pool.start()  # a running daemon started its workers long ago
             pg_cpu = TreeCpu(postmaster_pid(cluster.data_dir) if cluster is not None else None)
+            own_cpu = TreeCpu(os.getpid())  # this process and its parse workers
             pg_cpu.start()
-            cpu0 = os.times()
+            own_cpu.start()
             t = time.perf_counter()
             stats = ingestor.drain()
             ingest_s = time.perf_counter() - t
-            cpu1 = os.times()
             server_cpu_s = pg_cpu.stop() if cluster is not None else None
-            own_cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+            own_cpu_s = own_cpu.stop()
+            ingestor.close()
             if profiler is not None:
                 profiler.stop()
                 args.profile.write_text(profiler.output_text(show_all=False, timeline=False))
@@ -179,6 +192,7 @@ def main() -> None:
                 cluster.stop()
     result = {
         "bench": "ingest", "n": args.n, "spool_dir": str(base), "generate_s": round(gen_s, 2),
+        "redact": not args.no_redact, "parse_workers": args.parse_workers,
         "copy_rows_per_s": round(args.n / copy_s), "ingest_rows_per_s": round(args.n / ingest_s),
         "ratio": round(copy_s / ingest_s, 3), "rows": rows, "files_left": left, "batches": stats.batches,
         "daemon_cpu_us_per_row": round(own_cpu_s / args.n * 1e6, 1),
