@@ -29,6 +29,7 @@ from daemon.parse_pool import (
     FileOutcome,
     ParseOptions,
     ParsePool,
+    Submitted,
     examine,
 )
 from daemon.redaction import Redactor
@@ -66,6 +67,16 @@ class Prepared:
     started: float  # monotonic
     events: list[Event] = field(default_factory=list)
     quarantined: int = 0
+
+
+@dataclass(slots=True)
+class Preparing:
+    """A batch between _start_prepare and _finish_prepare (its files may be with the workers)."""
+
+    prepared: Prepared
+    now: float  # wall clock when the batch was started (deferral deadlines)
+    to_read: list[SpoolEntry] = field(default_factory=list)
+    submitted: Submitted | None = None
 
 
 @dataclass(slots=True)
@@ -166,7 +177,8 @@ class Ingestor:
         """Ingest everything in `new/` now. Transient database errors propagate to the caller.
 
         Three steps overlap: while the writer thread commits batch N, this thread unlinks the
-        files of batch N-1 (committed) and reads and parses batch N+1. `should_stop` is also
+        files of batch N-1 (committed) and reads and parses batch N+1 (with parse workers, they
+        read batch N+2 meanwhile). `should_stop` is also
         called while waiting on the writer (its answer is then ignored: a batch in flight is
         always finished), so a caller that feeds a watchdog from it keeps feeding it during
         slow database calls.
@@ -176,10 +188,19 @@ class Ingestor:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer") as writer:
             pending: tuple[Future[Outcome], Prepared] | None = None
             try:
-                for batch in self.batches(entries):
+                batches = self.batches(entries)
+                ahead = self._start_prepare(batches[0], stats, should_stop) if batches else None
+                for i in range(len(batches)):
                     if should_stop():
                         break
-                    prepared = self._prepare(batch, stats, should_stop)
+                    assert ahead is not None
+                    prepared = self._finish_prepare(ahead, stats, should_stop)
+                    # With parse workers, the next batch is read while this one commits.
+                    ahead = (
+                        self._start_prepare(batches[i + 1], stats, should_stop)
+                        if i + 1 < len(batches)
+                        else None
+                    )
                     done = None
                     if pending is not None:
                         done = (self._wait(*pending, should_stop), pending[1])
@@ -209,14 +230,19 @@ class Ingestor:
         `tick` runs before each file or while waiting for the workers (its answer is ignored:
         the batch is prepared whole), so a caller feeding a watchdog from it keeps feeding it
         through a batch of slow files."""
-        prepared = Prepared(batch=batch, started=time.monotonic())
-        now = time.time()
-        to_read: list[SpoolEntry] = []
+        return self._finish_prepare(self._start_prepare(batch, stats, tick), stats, tick)
+
+    def _start_prepare(
+        self, batch: list[SpoolEntry], stats: DrainStats, tick: Callable[[], bool]
+    ) -> Preparing:
+        """The part of _prepare that needs no file content: quarantine what the scan's lstat
+        and name refuse, defer what was unreadable lately, hand a large batch to the workers."""
+        preparing = Preparing(Prepared(batch=batch, started=time.monotonic()), time.time())
         for entry in batch:
             refused = self._refuse(entry)
             if refused is not None:
                 tick()
-                prepared.quarantined += self.spool.quarantine_file(
+                preparing.prepared.quarantined += self.spool.quarantine_file(
                     entry.name, *refused, size=entry.size
                 )
                 log.warning(
@@ -227,18 +253,25 @@ class Ingestor:
                 )
                 continue
             retry_at = self._unreadable.get(entry.name)
-            if retry_at is not None and retry_at > now:
+            if retry_at is not None and retry_at > preparing.now:
                 stats.deferred += 1
                 continue
-            to_read.append(entry)
+            preparing.to_read.append(entry)
+        if self.pool is not None and len(preparing.to_read) >= POOL_MIN_FILES:
+            preparing.submitted = self.pool.submit(preparing.to_read)
+        return preparing
+
+    def _finish_prepare(
+        self, preparing: Preparing, stats: DrainStats, tick: Callable[[], bool]
+    ) -> Prepared:
         outcomes: Sequence[FileOutcome] | None = None
-        if self.pool is not None and len(to_read) >= POOL_MIN_FILES:
-            outcomes = self.pool.examine(to_read, tick)
+        if self.pool is not None and preparing.submitted is not None:
+            outcomes = self.pool.collect(preparing.submitted, tick)
         if outcomes is None:
-            outcomes = self._examine_here(to_read, tick)
-        for entry, outcome in zip(to_read, outcomes, strict=True):
-            self._take(entry, outcome, prepared, stats=stats, now=now)
-        return prepared
+            outcomes = self._examine_here(preparing.to_read, tick)
+        for entry, outcome in zip(preparing.to_read, outcomes, strict=True):
+            self._take(entry, outcome, preparing.prepared, stats=stats, now=preparing.now)
+        return preparing.prepared
 
     def _examine_here(self, entries: list[SpoolEntry], tick: Callable[[], bool]) -> list[FileOutcome]:
         out: list[FileOutcome] = []

@@ -156,6 +156,15 @@ def _maybe_pause(pause_dir: Path) -> None:
 # --- the daemon side -----------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class Submitted:
+    """A batch handed to the workers: its files and the futures of its chunks (None: the pool
+    was broken when it was submitted)."""
+
+    entries: Sequence[SpoolEntry]
+    futures: list[Future[list[Any]]] | None
+
+
 class ParsePool:
     """Worker processes that read and parse the files of large batches, results in order."""
 
@@ -170,24 +179,42 @@ class ParsePool:
         self._executor: ProcessPoolExecutor | None = None
         self.lost = 0  # pools that broke because a worker died
 
-    def examine(
-        self, entries: Sequence[SpoolEntry], tick: Callable[[], object]
+    def submit(self, entries: Sequence[SpoolEntry]) -> Submitted:
+        """Hand a batch's files to the workers now; `collect` gets the outcomes later, so the
+        workers read the next batch while this process commits and unlinks the last one."""
+        try:
+            return Submitted(entries, self._submit(entries))
+        except BrokenProcessPool:
+            return Submitted(entries, None)  # collect() rebuilds the pool and tries again
+
+    def collect(
+        self, submitted: Submitted, tick: Callable[[], object]
     ) -> list[FileOutcome] | None:
-        """Outcomes of `entries` in their order, or None when workers kept dying (the caller
-        then examines the batch itself). `tick` runs while waiting."""
+        """Outcomes of a submitted batch in its order, or None when workers kept dying (the
+        caller then examines the batch itself). `tick` runs while waiting."""
+        futures = submitted.futures
         for attempt in range(1, POOL_ATTEMPTS + 1):
             try:
-                return self._run(entries, tick)
+                if futures is None:
+                    futures = self._submit(submitted.entries)
+                return self._gather(futures, tick)
             except BrokenProcessPool as exc:
+                futures = None
                 self.lost += 1
                 log.warning(
                     "parse_worker_lost",
                     error=str(exc),
                     attempt=attempt,
-                    files=len(entries),
+                    files=len(submitted.entries),
                 )
                 self.close()
         return None
+
+    def examine(
+        self, entries: Sequence[SpoolEntry], tick: Callable[[], object]
+    ) -> list[FileOutcome] | None:
+        """submit + collect."""
+        return self.collect(self.submit(entries), tick)
 
     def start(self) -> None:
         """Start every worker now instead of at the first large batch (benchmarks time the
@@ -196,13 +223,17 @@ class ParsePool:
         for future in [executor.submit(_examine_chunk, []) for _ in range(self.workers * 2)]:
             future.result()
 
-    def _run(self, entries: Sequence[SpoolEntry], tick: Callable[[], object]) -> list[FileOutcome]:
+    def _submit(self, entries: Sequence[SpoolEntry]) -> list[Future[list[Any]]]:
         executor = self._pool()
         size = max(1, -(-len(entries) // (self.workers * POOL_CHUNKS_PER_WORKER)))
-        futures: list[Future[list[FileOutcome | tuple[Any, ...]]]] = [
+        return [
             executor.submit(_examine_chunk, list(entries[i : i + size]))
             for i in range(0, len(entries), size)
         ]
+
+    def _gather(
+        self, futures: list[Future[list[Any]]], tick: Callable[[], object]
+    ) -> list[FileOutcome]:
         out: list[FileOutcome] = []
         try:
             for future in futures:
@@ -212,7 +243,7 @@ class ParsePool:
                         break
                     except FutureTimeout:
                         tick()
-                out += [Event(*got) if len(got) == EVENT_TUPLE_LEN else got for got in chunk]  # type: ignore[arg-type,misc]  # an event's tuple, else (kind, details)
+                out += [Event(*got) if len(got) == EVENT_TUPLE_LEN else got for got in chunk]
         finally:
             for future in futures:
                 future.cancel()
