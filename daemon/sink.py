@@ -36,6 +36,7 @@ from daemon.sink_port import (
 )
 
 SESSIONS_SUBDIR = Path("agents") / "sessions"
+COPY_SLICE_ROWS = 256  # rows of COPY text formatted and sent at a time (streams the batch)
 
 
 class _RowsAlreadyStored(Exception):
@@ -188,7 +189,9 @@ class PostgresSink:
             if direct:
                 try:
                     with cur.copy(db.COPY_EVENTS_DIRECT) as copy:
-                        copy.write(copy_text(events, agents))
+                        # In slices: the server parses one while the next is formatted.
+                        for i in range(0, len(events), COPY_SLICE_ROWS):
+                            copy.write(copy_text(events[i : i + COPY_SLICE_ROWS], agents))
                 except psycopg.errors.UniqueViolation as exc:
                     raise _RowsAlreadyStored from exc
                 inserted = len(events)
