@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +14,7 @@ from daemon.events import Event
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 COPY_NULL = "\\N"  # COPY text format: a NULL field
+COPY_CHUNK_BYTES = 256 * 1024  # COPY data is sent in pieces of about this many bytes
 EVENT_CATEGORY = "hook"  # agent_logs.event_category of a hook event
 AgentKey = tuple[str, str | None]  # (claude session id, subagent id or None)
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")  # what COPY's text format escapes
@@ -65,8 +66,19 @@ def array_literal(items: Sequence[str]) -> str:
 
 
 def copy_text(events: Sequence[Event], agents: Mapping[AgentKey, AgentIds]) -> bytes:
-    """The COPY data (UTF-8) of db.COPY_EVENTS_DIRECT for a batch: one line per event, agent_id and
-    session_id taken from `agents` (what INSERT_EVENTS's join would find).
+    """All of copy_chunks in one piece."""
+    return b"".join(copy_chunks(events, agents))
+
+
+def copy_chunks(
+    events: Sequence[Event],
+    agents: Mapping[AgentKey, AgentIds],
+    chunk_bytes: int = COPY_CHUNK_BYTES,
+) -> Iterator[bytes]:
+    """The COPY data (UTF-8) of db.COPY_EVENTS_DIRECT for a batch, in pieces of about
+    `chunk_bytes` (a line longer than that alone): one line per event, agent_id and session_id
+    taken from `agents` (what INSERT_EVENTS's join would find). Pieces keep memory flat with
+    large payloads and let the server parse one while the next is formatted.
 
     Per row: the short text columns are checked for COPY's special characters in one regex
     search over their concatenation (escaped one by one only when one is found), the agents'
@@ -78,7 +90,7 @@ def copy_text(events: Sequence[Event], agents: Mapping[AgentKey, AgentIds]) -> b
     no_ids = f"{COPY_NULL}\t{COPY_NULL}"
     seconds: dict[int, str] = {}
     lines: list[bytes] = []
-    add = lines.append
+    pending = 0
     special = _COPY_SPECIAL.search
     for e in events:
         sid = e.claude_session_id
@@ -98,14 +110,24 @@ def copy_text(events: Sequence[Event], agents: Mapping[AgentKey, AgentIds]) -> b
                 "%Y-%m-%d %H:%M:%S"
             )
         # Encoded per line: a non-ASCII payload widens only its own line, not the batch.
-        add(
-            (
-                f"{text[0]}\t{text[1]}\t{text[2]}\t{text[3]}\t"
-                f"{ids_text.get((sid, e.claude_agent_id), no_ids) if sid else no_ids}\t"
-                f"{EVENT_CATEGORY}\t{text[4]}\t{text[5]}\t{text[6]}\t{text[7]}\t"
-                f"{second}.{us % 1_000_000:06d}+00\t{text[8]}\t{text[9]}\t{text[10]}\t{text[11]}\t"
-                f"{copy_field(e.payload)}\t{e.payload_bytes}\t{text[12]}\t"
-                f"{COPY_NULL if e.transforms is None else copy_field(array_literal(e.transforms))}\n"
-            ).encode("utf-8", "surrogatepass")
-        )
-    return b"".join(lines)
+        line = (
+            f"{text[0]}\t{text[1]}\t{text[2]}\t{text[3]}\t"
+            f"{ids_text.get((sid, e.claude_agent_id), no_ids) if sid else no_ids}\t"
+            f"{EVENT_CATEGORY}\t{text[4]}\t{text[5]}\t{text[6]}\t{text[7]}\t"
+            f"{second}.{us % 1_000_000:06d}+00\t{text[8]}\t{text[9]}\t{text[10]}\t{text[11]}\t"
+            f"{copy_field(e.payload)}\t{e.payload_bytes}\t{text[12]}\t"
+            f"{COPY_NULL if e.transforms is None else copy_field(array_literal(e.transforms))}\n"
+        ).encode("utf-8", "surrogatepass")
+        if len(line) >= chunk_bytes:
+            if lines:
+                yield b"".join(lines)
+                lines, pending = [], 0
+            yield line
+            continue
+        lines.append(line)
+        pending += len(line)
+        if pending >= chunk_bytes:
+            yield b"".join(lines)
+            lines, pending = [], 0
+    if lines:
+        yield b"".join(lines)

@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from daemon import db
 from daemon.agent_observations import agent_params, observe_agents
 from daemon.cost_states import CostState
-from daemon.event_rows import AgentIds, AgentKey, copy_text, event_row, ns_to_datetime
+from daemon.event_rows import AgentIds, AgentKey, copy_chunks, event_row, ns_to_datetime
 from daemon.events import Event
 from daemon.messages import MessageRow
 from daemon.sink_port import (
@@ -36,7 +36,6 @@ from daemon.sink_port import (
 )
 
 SESSIONS_SUBDIR = Path("agents") / "sessions"
-COPY_SLICE_ROWS = 256  # rows of COPY text formatted and sent at a time (streams the batch)
 
 
 class _RowsAlreadyStored(Exception):
@@ -189,9 +188,8 @@ class PostgresSink:
             if direct:
                 try:
                     with cur.copy(db.COPY_EVENTS_DIRECT) as copy:
-                        # In slices: the server parses one while the next is formatted.
-                        for i in range(0, len(events), COPY_SLICE_ROWS):
-                            copy.write(copy_text(events[i : i + COPY_SLICE_ROWS], agents))
+                        for chunk in copy_chunks(events, agents):
+                            copy.write(chunk)
                 except psycopg.errors.UniqueViolation as exc:
                     raise _RowsAlreadyStored from exc
                 inserted = len(events)
