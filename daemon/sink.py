@@ -160,9 +160,9 @@ class PostgresSink:
                     e.agent_transcript_path, (e.claude_session_id, e.claude_agent_id)
                 )
         new_transcripts = sorted(set(transcripts) - self.known_transcripts)
-        new_roots = sorted(
-            {sessions_root_of(e.project_dir) for e in events if e.project_dir} - self.known_roots
-        )
+        # Each distinct project folder once (every event of a session names the same one).
+        project_dirs = {e.project_dir for e in events if e.project_dir}
+        new_roots = sorted({sessions_root_of(d) for d in project_dirs} - self.known_roots)
         with db.transaction(conn) as cur:
             slugs = sorted({(o.host, o.slug) for o in obs if o.slug})
             if slugs:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from daemon.event_rows import copy_chunks, copy_text
+from daemon.event_rows import AgentIds, AgentKey, copy_chunks, copy_text
 from daemon.events import parse
 from tests.support.spoolwriter import encode
 
@@ -22,7 +22,7 @@ def test_event_rows_copy_chunks_are_whole_lines_that_join_to_the_text() -> None:
         )
         for i in range(60)
     ]  # fmt: skip
-    agents = {("s", None): (uuid.uuid4(), None)}
+    agents: dict[AgentKey, AgentIds] = {("s", None): (uuid.uuid4(), None)}
     whole = copy_text(events, agents)
     pieces = list(copy_chunks(events, agents, chunk_bytes=2048))
     assert whole == b"".join(pieces)
