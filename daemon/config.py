@@ -42,6 +42,7 @@ BACKOFF_CAP_S = 60.0
 ARCHIVE_MODES = ("full", "metadata", "off")
 ARCHIVE_DEFAULT = "full"
 LOG_FORMATS = ("auto", "json", "console")
+PARSE_WORKERS = 0  # worker processes for read+parse+redaction of large batches; 0 = none
 
 ENV_PREFIX = "SESSION_DB_"
 
@@ -209,6 +210,11 @@ class Settings:
     keep_originals: bool = _setting(
         True, _as_bool, "keep the untruncated file in <spool>/originals when a field was capped"
     )
+    parse_workers: int = _setting(
+        PARSE_WORKERS, _as_int,
+        "worker processes that read, parse and redact large spool batches (0 = in the daemon's process)",
+        bound=NOT_NEGATIVE,
+    )  # fmt: skip
     max_file_bytes: int = _setting(
         MAX_FILE_BYTES, _as_int, "spool files larger than this are quarantined without reading",
         bound=POSITIVE,

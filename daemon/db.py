@@ -172,6 +172,16 @@ COPY ingest_events (event_uid, host, claude_session_id, claude_agent_id, event_t
     payload, payload_bytes, payload_sha256, transforms) FROM STDIN
 """
 
+# The fast path: rows go straight into agent_logs, agent_id and session_id filled in by the
+# client from UPSERT_AGENTS_FROM_EVENTS and LINK_CHILD_AGENTS. A batch that meets a unique
+# violation (a redelivery after a crash, another daemon) is rolled back and written again
+# through ingest_events and INSERT_EVENTS, whose ON CONFLICT absorbs the repeats.
+COPY_EVENTS_DIRECT = """
+COPY agent_logs (event_uid, host, claude_session_id, claude_agent_id, agent_id, session_id,
+    event_category, event_type, tool_name, tool_use_id, prompt_id, occurred_at, cwd, project_dir,
+    workflow_slug, agent_type, payload, payload_bytes, payload_sha256, transforms) FROM STDIN
+"""
+
 INSERT_EVENTS = """
 INSERT INTO agent_logs (event_uid, host, claude_session_id, claude_agent_id, agent_id, session_id,
     event_category, event_type, tool_name, tool_use_id, prompt_id, occurred_at, cwd, project_dir,
@@ -227,7 +237,7 @@ ON CONFLICT (sdk_session_id, claude_agent_id) WHERE sdk_session_id IS NOT NULL D
     last_event_at = greatest(a.last_event_at, EXCLUDED.last_event_at),
     session_id = coalesce(a.session_id, EXCLUDED.session_id),
     updated_at = now()
-RETURNING id, session_id
+RETURNING id, session_id, sdk_session_id, claude_agent_id
 """
 
 # A session whose last turn ended in StopFailure (an API error) and then ended is failed, not complete.
@@ -254,7 +264,7 @@ UPDATE agents c SET session_id = p.session_id, updated_at = now()
 FROM agents p
 WHERE p.id = ANY(%s::uuid[]) AND p.session_id IS NOT NULL
   AND c.parent_agent_id = p.id AND c.session_id IS NULL
-RETURNING c.id
+RETURNING c.id, c.session_id
 """
 
 UPSERT_WATCH_ROOTS = """

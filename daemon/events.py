@@ -58,6 +58,11 @@ ENV_KEYS = (
     "SESSION_DB_AGENT_TYPE",
 )
 UNKNOWN_EVENT = "unknown"
+# Payload members that become columns (or feed agents and transcripts) when they are non-empty strings.
+COLUMN_KEYS = (
+    "session_id", "agent_id", "agent_type", "tool_name", "tool_use_id", "prompt_id", "cwd",
+    "model", "transcript_path", "agent_transcript_path",
+)  # fmt: skip
 MAX_RECEIVED_NS = (
     253_402_300_799 * 10**9
 )  # 9999-12-31T23:59:59Z, the last instant PostgreSQL and Python share
@@ -329,7 +334,7 @@ def parse(
             if escaped:
                 transforms.append("nul_escaped")
                 obj_is_body = False
-        if redactor is not None and redactor.active:
+        if redactor is not None and redactor.active and not redactor.unchanged(body, event_type):
             try:
                 done = redactor.apply(body, event_type)
             except RedactionBudgetError as exc:
@@ -365,26 +370,32 @@ def parse(
     if transforms and not private:
         sha = hashlib.sha256(payload).hexdigest()
 
-    env = {k: header.get("env." + k) or None for k in ENV_KEYS}
+    env = header.get
+    # The columns read from the payload, in one pass (what _text gives for each key). A decoded
+    # string can hold NUL only when the payload spelled it as \u0000.
+    found = {k: v for k in COLUMN_KEYS if (v := obj.get(k)).__class__ is str and v}
+    if NUL_MARKER in payload:
+        found = {k: escape_nul(v) if "\x00" in v else v for k, v in found.items()}
+    col = found.get
     return Event(
         spool_name=name,
         host=host,
         received_ns=received_ns,
         event_type=event_type,
-        claude_session_id=_text(obj, "session_id") or env["CLAUDE_CODE_SESSION_ID"],
-        claude_agent_id=_text(obj, "agent_id"),
-        agent_type=_text(obj, "agent_type")
+        claude_session_id=col("session_id") or env("env.CLAUDE_CODE_SESSION_ID") or None,
+        claude_agent_id=col("agent_id"),
+        agent_type=col("agent_type")
         if "agent_id" in obj
-        else (_text(obj, "agent_type") or env["SESSION_DB_AGENT_TYPE"]),
-        tool_name=_text(obj, "tool_name"),
-        tool_use_id=_text(obj, "tool_use_id"),
-        prompt_id=_text(obj, "prompt_id"),
-        cwd=_text(obj, "cwd"),
-        project_dir=env["CLAUDE_PROJECT_DIR"],
-        workflow_slug=env["SESSION_DB_SESSION"],
-        model=_text(obj, "model"),
-        transcript_path=_text(obj, "transcript_path"),
-        agent_transcript_path=_text(obj, "agent_transcript_path"),
+        else (col("agent_type") or env("env.SESSION_DB_AGENT_TYPE") or None),
+        tool_name=col("tool_name"),
+        tool_use_id=col("tool_use_id"),
+        prompt_id=col("prompt_id"),
+        cwd=col("cwd"),
+        project_dir=env("env.CLAUDE_PROJECT_DIR") or None,
+        workflow_slug=env("env.SESSION_DB_SESSION") or None,
+        model=col("model"),
+        transcript_path=col("transcript_path"),
+        agent_transcript_path=col("agent_transcript_path"),
         payload=text,
         payload_bytes=payload_bytes,
         payload_sha256=sha,

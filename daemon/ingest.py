@@ -17,9 +17,21 @@ from pathlib import Path
 
 import structlog
 
-from daemon.errors import PermanentRowError, RefusedInputError, UnknownDbError
-from daemon.events import BadEvent, Event, parse
+from daemon.errors import PermanentRowError, UnknownDbError
+from daemon.events import Event
 from daemon.fs_names import printable
+from daemon.parse_pool import (
+    BAD,
+    GONE,
+    OS_ERROR,
+    POOL_MIN_FILES,
+    REFUSED,
+    FileOutcome,
+    ParseOptions,
+    ParsePool,
+    Submitted,
+    examine,
+)
 from daemon.redaction import Redactor
 from daemon.sink_port import Sink
 from daemon.spool import (
@@ -55,6 +67,16 @@ class Prepared:
     started: float  # monotonic
     events: list[Event] = field(default_factory=list)
     quarantined: int = 0
+
+
+@dataclass(slots=True)
+class Preparing:
+    """A batch between _start_prepare and _finish_prepare (its files may be with the workers)."""
+
+    prepared: Prepared
+    now: float  # wall clock when the batch was started (deferral deadlines)
+    to_read: list[SpoolEntry] = field(default_factory=list)
+    submitted: Submitted | None = None
 
 
 @dataclass(slots=True)
@@ -98,6 +120,7 @@ class Ingestor:
         max_file_bytes: int = 2**62,
         batch_deadline_s: float = BATCH_DEADLINE_S,
         pause_dir: Path | None = None,
+        parse_workers: int = 0,
     ) -> None:
         self.spool = spool
         self.sink = sink
@@ -117,6 +140,23 @@ class Ingestor:
         self._pause = os.environ.get(PAUSE_ENV) or None
         self._pause_dir = pause_dir
         self.on_event: Callable[[Event], None] | None = None
+        self._parse_options = ParseOptions(
+            host=host,
+            field_cap_bytes=field_cap_bytes,
+            max_file_bytes=max_file_bytes,
+            redactor=None if redactor is None else redactor.options,
+        )
+        # Worker processes for large batches (0: every file is read in this process).
+        self.pool = (
+            ParsePool(spool, self._parse_options, parse_workers, pause_dir)
+            if parse_workers > 0
+            else None
+        )
+
+    def close(self) -> None:
+        """Stop the parse workers, if any (idempotent)."""
+        if self.pool is not None:
+            self.pool.close()
 
     def batches(self, entries: Sequence[SpoolEntry]) -> list[list[SpoolEntry]]:
         """Split entries into batches bounded by file count and bytes (a big file goes alone)."""
@@ -137,7 +177,8 @@ class Ingestor:
         """Ingest everything in `new/` now. Transient database errors propagate to the caller.
 
         Three steps overlap: while the writer thread commits batch N, this thread unlinks the
-        files of batch N-1 (committed) and reads and parses batch N+1. `should_stop` is also
+        files of batch N-1 (committed) and reads and parses batch N+1 (with parse workers, they
+        read batch N+2 meanwhile). `should_stop` is also
         called while waiting on the writer (its answer is then ignored: a batch in flight is
         always finished), so a caller that feeds a watchdog from it keeps feeding it during
         slow database calls.
@@ -147,10 +188,19 @@ class Ingestor:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer") as writer:
             pending: tuple[Future[Outcome], Prepared] | None = None
             try:
-                for batch in self.batches(entries):
+                batches = self.batches(entries)
+                ahead = self._start_prepare(batches[0], stats, should_stop) if batches else None
+                for i in range(len(batches)):
                     if should_stop():
                         break
-                    prepared = self._prepare(batch, stats, should_stop)
+                    assert ahead is not None
+                    prepared = self._finish_prepare(ahead, stats, should_stop)
+                    # With parse workers, the next batch is read while this one commits.
+                    ahead = (
+                        self._start_prepare(batches[i + 1], stats, should_stop)
+                        if i + 1 < len(batches)
+                        else None
+                    )
                     done = None
                     if pending is not None:
                         done = (self._wait(*pending, should_stop), pending[1])
@@ -175,16 +225,24 @@ class Ingestor:
     ) -> Prepared:
         """Read and parse one batch; quarantine what cannot become a row; defer what may later.
 
-        `tick` runs before each file (its answer is ignored: the batch is prepared whole), so a
-        caller feeding a watchdog from it keeps feeding it through a batch of slow files."""
-        prepared = Prepared(batch=batch, started=time.monotonic())
-        events = prepared.events
-        now = time.time()
+        Files are read and parsed here or, for a large batch, by the worker processes of
+        `self.pool` (daemon.parse_pool); every decision about a file is taken here, in order.
+        `tick` runs before each file or while waiting for the workers (its answer is ignored:
+        the batch is prepared whole), so a caller feeding a watchdog from it keeps feeding it
+        through a batch of slow files."""
+        return self._finish_prepare(self._start_prepare(batch, stats, tick), stats, tick)
+
+    def _start_prepare(
+        self, batch: list[SpoolEntry], stats: DrainStats, tick: Callable[[], bool]
+    ) -> Preparing:
+        """The part of _prepare that needs no file content: quarantine what the scan's lstat
+        and name refuse, defer what was unreadable lately, hand a large batch to the workers."""
+        preparing = Preparing(Prepared(batch=batch, started=time.monotonic()), time.time())
         for entry in batch:
-            tick()
             refused = self._refuse(entry)
             if refused is not None:
-                prepared.quarantined += self.spool.quarantine_file(
+                tick()
+                preparing.prepared.quarantined += self.spool.quarantine_file(
                     entry.name, *refused, size=entry.size
                 )
                 log.warning(
@@ -195,56 +253,99 @@ class Ingestor:
                 )
                 continue
             retry_at = self._unreadable.get(entry.name)
-            if retry_at is not None and retry_at > now:
+            if retry_at is not None and retry_at > preparing.now:
                 stats.deferred += 1
                 continue
-            try:
-                data = self.spool.read(entry.name, entry.size, self.max_file_bytes)
-            except FileNotFoundError:
-                continue  # settled by another daemon
-            except RefusedInputError as exc:  # swapped for a FIFO/device, or grew, after the scan
-                prepared.quarantined += self.spool.quarantine_file(
-                    entry.name, exc.reason, exc.detail
-                )
-                log.warning("event_quarantined", file=entry.name, reason=exc.reason)
-                continue
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:  # a symlink planted in new/
-                    prepared.quarantined += self.spool.quarantine_file(
-                        entry.name, "symlink", "spool files are never followed"
-                    )
-                    continue
-                if entry.name not in self._unreadable:
-                    log.warning("spool_file_unreadable", file=entry.name, error=str(exc))
-                self._unreadable[entry.name] = now + UNREADABLE_RETRY_S
-                stats.deferred += 1
-                continue
+            preparing.to_read.append(entry)
+        if self.pool is not None and len(preparing.to_read) >= POOL_MIN_FILES:
+            preparing.submitted = self.pool.submit(preparing.to_read)
+        return preparing
+
+    def _finish_prepare(
+        self, preparing: Preparing, stats: DrainStats, tick: Callable[[], bool]
+    ) -> Prepared:
+        outcomes: Sequence[FileOutcome] | None = None
+        if self.pool is not None and preparing.submitted is not None:
+            outcomes = self.pool.collect(preparing.submitted, tick)
+        if outcomes is None:
+            outcomes = self._examine_here(preparing.to_read, tick)
+        for entry, outcome in zip(preparing.to_read, outcomes, strict=True):
+            self._take(entry, outcome, preparing.prepared, stats=stats, now=preparing.now)
+        return preparing.prepared
+
+    def _examine_here(self, entries: list[SpoolEntry], tick: Callable[[], bool]) -> list[FileOutcome]:
+        out: list[FileOutcome] = []
+        for entry in entries:
+            tick()
+            out.append(examine(self.spool, entry, self._parse_options, self.redactor))
+        return out
+
+    def _take(
+        self,
+        entry: SpoolEntry,
+        outcome: FileOutcome,
+        prepared: Prepared,
+        *,
+        stats: DrainStats,
+        now: float,
+    ) -> None:
+        """Decide about one examined file: an event for the batch, quarantine, or defer."""
+        if isinstance(outcome, Event):
             if self._unreadable:
                 self._unreadable.pop(entry.name, None)
-            try:
-                event = parse(
-                    entry.name,
-                    data,
-                    default_host=self.host,
-                    mtime_ns=entry.mtime_ns,
-                    field_cap_bytes=self.field_cap_bytes,
-                    redactor=self.redactor,
-                )
-            except BadEvent as bad:
-                if bad.retryable and self._in_grace(entry, now):
-                    stats.deferred += 1  # a foreign writer may still be writing it
-                    continue
-                self._first_seen.pop(entry.name, None)
-                prepared.quarantined += self.spool.quarantine_file(
-                    entry.name, bad.reason, bad.detail
-                )
-                continue
             if self._first_seen:
                 self._first_seen.pop(entry.name, None)
-            if event.truncated and self.keep_originals and not self.spool.keep_original(entry.name):
-                continue  # vanished: another daemon settled it
-            events.append(event)
-        return prepared
+            if (
+                outcome.truncated
+                and self.keep_originals
+                and not self.spool.keep_original(entry.name)
+            ):
+                return  # vanished: another daemon settled it
+            prepared.events.append(outcome)
+            return
+        kind, details = outcome
+        if kind == GONE:
+            return  # settled by another daemon
+        if kind == REFUSED:  # swapped for a FIFO/device, or grew, after the scan
+            reason, detail = details
+            prepared.quarantined += self.spool.quarantine_file(entry.name, reason, detail)
+            log.warning("event_quarantined", file=entry.name, reason=reason)
+            return
+        if kind == OS_ERROR:
+            code, message = details
+            self._unreadable_file(entry, code, message, prepared, stats=stats, now=now)
+            return
+        if self._unreadable:
+            self._unreadable.pop(entry.name, None)
+        assert kind == BAD
+        reason, detail, retryable = details
+        if retryable and self._in_grace(entry, now):
+            stats.deferred += 1  # a foreign writer may still be writing it
+            return
+        self._first_seen.pop(entry.name, None)
+        prepared.quarantined += self.spool.quarantine_file(entry.name, reason, detail)
+
+    def _unreadable_file(
+        self,
+        entry: SpoolEntry,
+        code: int | None,
+        message: str,
+        prepared: Prepared,
+        *,
+        stats: DrainStats,
+        now: float,
+    ) -> None:
+        """An OSError while reading: a planted symlink is quarantined, anything else (EACCES…)
+        is tried again after UNREADABLE_RETRY_S, with one warning."""
+        if code == errno.ELOOP:
+            prepared.quarantined += self.spool.quarantine_file(
+                entry.name, "symlink", "spool files are never followed"
+            )
+            return
+        if entry.name not in self._unreadable:
+            log.warning("spool_file_unreadable", file=entry.name, error=message)
+        self._unreadable[entry.name] = now + UNREADABLE_RETRY_S
+        stats.deferred += 1
 
     def _refuse(self, entry: SpoolEntry) -> tuple[str, str] | None:
         """(reason, detail) for a file that must be quarantined unread, judged from the scan's

@@ -46,6 +46,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -84,6 +85,9 @@ _ESCAPE = re.compile(rb"\\(?:u[0-9a-fA-F]{4}|.)", re.DOTALL)
 _OPTIONAL_ESCAPE = re.compile(rb"\\[u/]")
 _BLANKS_BEFORE_COLON = re.compile(rb'"\s++:')
 # A JSON string (group `s`) and the blanks before a colon that may follow it.
+# The same two spellings in RE2 syntax, for the one-pass `Redactor.unchanged` check (JSON's
+# blanks are space, tab, LF and CR; \v and \f, which Python's \s adds, cannot occur there).
+_OPTIONAL_SPELLINGS_RE2 = (rb"\\[u/]", rb'"[\t\n\v\f\r ]+:')
 _STRING_BEFORE_COLON = re.compile(rb'(?P<s>"' + _CONTENT + rb'")(?:\s++(?=:))?')
 
 
@@ -140,10 +144,22 @@ class Redactor:
         drop_tool_output: bool = False,
         budget_s: float = REDACTION_BUDGET_S,
     ) -> None:
+        extra_keys, extra_patterns = tuple(extra_keys), tuple(extra_patterns)
+        # The arguments again, to build the same Redactor in a worker process (daemon.parse_pool).
+        self.options: dict[str, Any] = {
+            "enabled": enabled,
+            "extra_keys": extra_keys,
+            "extra_patterns": extra_patterns,
+            "drop_prompts": drop_prompts,
+            "drop_tool_output": drop_tool_output,
+            "budget_s": budget_s,
+        }
         self.enabled = enabled
         self.budget_s = budget_s
         keys = key_name_rule((*DEFAULT_KEY_NAMES, *extra_keys))
         self.candidates = candidates((*DEFAULT_KEY_NAMES, *extra_keys))
+        # candidates plus the optional spellings: no match means no built-in rule can apply.
+        self._untouched = candidates((*DEFAULT_KEY_NAMES, *extra_keys), _OPTIONAL_SPELLINGS_RE2)
         self.rules: tuple[Rule, ...] = (
             (() if keys is None else (keys,))
             + DEFAULT_RULES
@@ -157,6 +173,7 @@ class Redactor:
                 for p in extra_patterns
             )
         )
+        self._custom = bool(extra_patterns)
         drops: dict[str, tuple[str, ...]] = {}
         for on, table in (
             (drop_prompts, DROP_PROMPT_FIELDS),
@@ -171,6 +188,19 @@ class Redactor:
     def active(self) -> bool:
         """Whether this configuration can change any payload at all."""
         return self.enabled or bool(self.drops)
+
+    def unchanged(self, body: bytes, event_type: str) -> bool:
+        """True when apply() would return `body` unchanged, decided in one linear-time RE2 pass:
+        no field to drop for this event, no pattern from the settings, and neither a candidate
+        of a built-in rule nor an optional spelling (`\\u`, `\\/`, blanks before a colon) in
+        the text. False means "maybe": apply() decides."""
+        if self.drops.get(event_type):
+            return False
+        if not self.enabled:
+            return True
+        if self._custom:
+            return False
+        return self._untouched.search(body) is None
 
     def apply(self, body: bytes, event_type: str) -> Result:
         """Drop the fields the privacy switches name, then redact secrets."""

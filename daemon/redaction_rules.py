@@ -216,10 +216,11 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 )
 
 
-def candidates(key_names: Iterable[str]) -> re2._Regexp[bytes]:
+def candidates(key_names: Iterable[str], also: Iterable[bytes] = ()) -> re2._Regexp[bytes]:
     """One RE2 pattern (linear time, one pass) that matches wherever any built-in rule could:
-    each rule's leading literal, or for the key names their last word before `":`. A text
-    without a match skips every built-in rule, the common case of a payload without secrets."""
+    each rule's leading literal, or for the key names their last word before `":`, or one of
+    the patterns `also` (RE2 syntax). A text without a match skips every built-in rule, the
+    common case of a payload without secrets."""
     last_words = sorted(
         {
             re.escape(w[-1].encode())
@@ -242,6 +243,7 @@ def candidates(key_names: Iterable[str]) -> re2._Regexp[bytes]:
         rb"(?i:bearer)",
         rb"://",  # url_password
         rb"(?:" + b"|".join(names) + rb")=",  # secret_assignment
+        *also,
     ]
     return re2.compile(b"|".join(alternatives))
 

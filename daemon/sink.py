@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from daemon import db
 from daemon.agent_observations import agent_params, observe_agents
 from daemon.cost_states import CostState
-from daemon.event_rows import event_row, ns_to_datetime
+from daemon.event_rows import AgentIds, AgentKey, copy_chunks, event_row, ns_to_datetime
 from daemon.events import Event
 from daemon.messages import MessageRow
 from daemon.sink_port import (
@@ -36,6 +36,10 @@ from daemon.sink_port import (
 )
 
 SESSIONS_SUBDIR = Path("agents") / "sessions"
+
+
+class _RowsAlreadyStored(Exception):
+    """The direct COPY met a unique violation: the batch is written again with ON CONFLICT."""
 
 
 def sessions_root_of(project_dir: str) -> str:
@@ -134,6 +138,17 @@ class PostgresSink:
     def _write(
         self, events: Sequence[Event], before_commit: Callable[[], None] | None
     ) -> WriteResult:
+        """COPY straight into agent_logs; a batch that meets a unique violation (some of its
+        rows are already stored: a redelivery after a crash, a second daemon) is rolled back
+        whole and written again through the temporary table and ON CONFLICT DO NOTHING."""
+        try:
+            return self._write_batch(events, before_commit, direct=True)
+        except _RowsAlreadyStored:
+            return self._write_batch(events, before_commit, direct=False)
+
+    def _write_batch(
+        self, events: Sequence[Event], before_commit: Callable[[], None] | None, *, direct: bool
+    ) -> WriteResult:
         conn = self.connection()
         obs = observe_agents(events)
         transcripts: dict[str, tuple[str, str | None]] = {}
@@ -145,9 +160,9 @@ class PostgresSink:
                     e.agent_transcript_path, (e.claude_session_id, e.claude_agent_id)
                 )
         new_transcripts = sorted(set(transcripts) - self.known_transcripts)
-        new_roots = sorted(
-            {sessions_root_of(e.project_dir) for e in events if e.project_dir} - self.known_roots
-        )
+        # Each distinct project folder once (every event of a session names the same one).
+        project_dirs = {e.project_dir for e in events if e.project_dir}
+        new_roots = sorted({sessions_root_of(d) for d in project_dirs} - self.known_roots)
         with db.transaction(conn) as cur:
             slugs = sorted({(o.host, o.slug) for o in obs if o.slug})
             if slugs:
@@ -155,18 +170,35 @@ class PostgresSink:
                     db.ENSURE_WORKFLOW_SESSIONS, ([h for h, _ in slugs], [s for _, s in slugs])
                 )
             linked: list[Any] = []
+            agents: dict[AgentKey, AgentIds] = {}
             for group in ([o for o in obs if o.aid is None], [o for o in obs if o.aid is not None]):
                 if group:
                     cur.execute(db.UPSERT_AGENTS_FROM_EVENTS, agent_params(group))
-                    linked.extend(row[0] for row in cur.fetchall() if row[1] is not None)
+                    for agent_id, session_id, sid, aid in cur.fetchall():
+                        agents[(sid, aid)] = (agent_id, session_id)  # type: ignore[index,assignment]  # text/uuid columns
+                        if session_id is not None:
+                            linked.append(agent_id)
             if linked:
                 cur.execute(db.LINK_CHILD_AGENTS, (linked,))
-                linked.extend(row[0] for row in cur.fetchall())
-            with cur.copy(db.COPY_INGEST) as copy:
-                for e in events:
-                    copy.write_row(event_row(e))
-            cur.execute(db.INSERT_EVENTS)
-            inserted = cur.rowcount
+                children: dict[Any, Any] = {row[0]: row[1] for row in cur.fetchall()}
+                linked.extend(children)
+                for key, (agent_id, session_id) in agents.items():
+                    if session_id is None and agent_id in children:
+                        agents[key] = (agent_id, children[agent_id])
+            if direct:
+                try:
+                    with cur.copy(db.COPY_EVENTS_DIRECT) as copy:
+                        for chunk in copy_chunks(events, agents):
+                            copy.write(chunk)
+                except psycopg.errors.UniqueViolation as exc:
+                    raise _RowsAlreadyStored from exc
+                inserted = len(events)
+            else:
+                with cur.copy(db.COPY_INGEST) as copy:
+                    for e in events:
+                        copy.write_row(event_row(e))
+                cur.execute(db.INSERT_EVENTS)
+                inserted = cur.rowcount
             ended = [o.sid for o in obs if o.aid is None and o.own_events and o.last_is_end]
             if ended:
                 cur.execute(db.MARK_FAILED_SESSIONS, (ended,))

@@ -62,6 +62,7 @@ def ingestor(settings: Settings, spool: Spool, sink: PostgresSink) -> Ingestor:
         keep_originals=settings.keep_originals,
         max_file_bytes=settings.max_file_bytes,
         pause_dir=settings.state_dir,
+        parse_workers=settings.parse_workers,
     )
 
 

@@ -142,6 +142,8 @@ class Service:
 
     def shutdown(self, *, clean: bool = False) -> None:
         self.watching.stop()
+        if self.ingestor is not None:
+            self.ingestor.close()  # the parse workers, if any
         if clean and not self._one_shot and self.sink is not None:
             self.health.mark_stopped(self.sink)  # best effort: the database may be down
         if self.sink is not None:

@@ -657,3 +657,41 @@ def test_redaction_re2_candidates_never_skip_a_secret(parts: list[str], key: str
     every = Redactor()
     every.candidates = re2.compile(b"")  # matches every text: the rules always run
     assert every.redact(body).body == fast.redact(body).body
+
+
+@pytest.mark.parametrize(
+    "text",
+    [t for _, t, _ in SECRETS]
+    + NOT_SECRETS
+    + [t for _, t in ESCAPED_SPELLINGS]
+    + ['{"password" :\t"x"}', '{"a":"b\\/c"}', '{"plain":"text"}'],
+)
+def test_redaction_unchanged_only_when_apply_changes_nothing(text: str) -> None:
+    """Redactor.unchanged (one RE2 pass) never says "unchanged" for a payload apply() would
+    change; every secret of the corpus gets "maybe" and is then redacted."""
+    body = text.encode() if text.startswith("{") else orjson.dumps({"t": text})
+    redactor = Redactor()
+    result = redactor.apply(body, "PostToolUse")
+    if redactor.unchanged(body, "PostToolUse"):
+        assert (body, 0) == (result.body, result.count)
+    assert (result.count == 0) or not redactor.unchanged(body, "PostToolUse")
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_redaction_unchanged_agrees_with_apply_on_any_text(text: str) -> None:
+    """For arbitrary text in a payload, "unchanged" implies apply() returns the same bytes."""
+    body = orjson.dumps({"text": text, "password": text} if len(text) % 2 else {"text": text})
+    redactor = Redactor()
+    if redactor.unchanged(body, "Stop"):
+        assert body == redactor.apply(body, "Stop").body
+
+
+def test_redaction_unchanged_respects_switches_and_custom_patterns() -> None:
+    """A field to drop for this event, or a pattern from the settings, always means "maybe";
+    with redaction off and no switch, nothing changes."""
+    body = b'{"prompt":"hello","tool_response":"x"}'
+    assert not Redactor(drop_prompts=True).unchanged(body, "UserPromptSubmit")
+    assert Redactor(drop_prompts=True).unchanged(body, "Stop")
+    assert not Redactor(extra_patterns=["hel+o"]).unchanged(body, "Stop")
+    assert Redactor(enabled=False).unchanged(body, "UserPromptSubmit")
