@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +15,8 @@ from tests.acceptance.conftest import Env, cli
 from tests.acceptance.test_costs_cli import ingest_scenarios
 from tests.conftest import REPO
 
-SCREENSHOT = REPO / "docs" / "img" / "report.png"
+SCREENSHOT = REPO / "docs" / "img" / "report.png"  # rewritten with SESSION_DB_UPDATE_DOCS=1 only
+UPDATE_DOCS = os.environ.get("SESSION_DB_UPDATE_DOCS") == "1"
 CHARTS = ("cost-by-day", "usage-blocks", "tool-durations", "top-sessions", "project-branches")
 TOLERANCE = 1e-9
 
@@ -60,11 +62,13 @@ def test_report_html_renders_offline_with_the_fixture_numbers(env: Env, page_fil
             list(CHARTS),
         )
         bars = page.evaluate("document.querySelectorAll('.main-svg .bars path').length")
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        shot = SCREENSHOT if UPDATE_DOCS else page_file.with_suffix(".png")
+        page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert [] == errors
     assert [page_file.as_uri()] == requests
     assert bars > 0
+    assert shot.stat().st_size > 0
     ((total,),) = query(env, "SELECT sum(coalesce(cost_usd, 0)) FROM token_usage_costs")
     assert total > 0
     for chart, axis in (("cost-by-day", "y"), ("usage-blocks", "y"), ("project-branches", "y"),
