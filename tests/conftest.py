@@ -16,6 +16,7 @@ from pytest_postgresql import factories
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from daemon import migrations
+from daemon.spool import Spool
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -64,6 +65,14 @@ def fresh_database(proc: Any, prefix: str, *, migrated: bool = True) -> Iterator
     name = f"{prefix}{os.getpid()}_{next(_counter)}"
     with _janitor(proc, name, template=migrated):
         yield url_for(proc.host, proc.port, proc.user, name)
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Spool:
+    """An empty spool (new/, tmp/, quarantine/) in the test's temporary folder."""
+    s = Spool(tmp_path / "spool")
+    s.ensure()
+    return s
 
 
 @pytest.fixture

@@ -19,13 +19,6 @@ HOST = "test-host"
 
 
 @pytest.fixture
-def spool(tmp_path: Path) -> Spool:
-    s = Spool(tmp_path / "spool")
-    s.ensure()
-    return s
-
-
-@pytest.fixture
 def sink(db_url: str) -> Iterator[PostgresSink]:
     s = PostgresSink(
         db_url, host=HOST, connect_timeout_s=5, statement_timeout_ms=30_000, lock_timeout_ms=10_000

@@ -7,7 +7,6 @@ is checked against PostgreSQL by tests/conformance), so each test takes millisec
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import orjson
 import pytest
@@ -20,13 +19,6 @@ from tests.support.fake_sink import FakeSink
 from tests.support.spoolwriter import write_event
 
 HOST = "unit-host"
-
-
-@pytest.fixture
-def spool(tmp_path: Path) -> Spool:
-    s = Spool(tmp_path / "spool")
-    s.ensure()
-    return s
 
 
 @pytest.fixture

@@ -4,9 +4,6 @@ parsing it in the daemon's process, in the batch's order."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
-import pytest
 
 from daemon.parse_pool import BAD, GONE, OS_ERROR, POOL_MIN_FILES, ParseOptions, ParsePool, examine
 from daemon.redaction import Redactor
@@ -14,13 +11,6 @@ from daemon.spool import Spool, SpoolEntry
 from tests.support.spoolwriter import write_event, write_raw
 
 HOST = "pool-host"
-
-
-@pytest.fixture
-def spool(tmp_path: Path) -> Spool:
-    s = Spool(tmp_path / "spool")
-    s.ensure()
-    return s
 
 
 def test_parse_pool_outcomes_equal_in_process_outcomes(spool: Spool) -> None:

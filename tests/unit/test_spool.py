@@ -19,13 +19,6 @@ from tests.support.spoolwriter import spool_name, write_event, write_raw
 HOUR = 3600.0
 
 
-@pytest.fixture
-def spool(tmp_path: Path) -> Spool:
-    s = Spool(tmp_path / "spool")
-    s.ensure()
-    return s
-
-
 def set_age(path: Path, age_s: float) -> None:
     """Make the file's mtime `age_s` seconds old."""
     t = time.time() - age_s
