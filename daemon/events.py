@@ -334,7 +334,7 @@ def parse(
             if escaped:
                 transforms.append("nul_escaped")
                 obj_is_body = False
-        if redactor is not None and redactor.active and not redactor.unchanged(body, event_type):
+        if redactor is not None and redactor.active:
             try:
                 done = redactor.apply(body, event_type)
             except RedactionBudgetError as exc:

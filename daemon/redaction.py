@@ -43,7 +43,6 @@ from __future__ import annotations
 import bisect
 import re
 import time
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,7 +84,7 @@ _ESCAPE = re.compile(rb"\\(?:u[0-9a-fA-F]{4}|.)", re.DOTALL)
 _OPTIONAL_ESCAPE = re.compile(rb"\\[u/]")
 _BLANKS_BEFORE_COLON = re.compile(rb'"\s++:')
 # A JSON string (group `s`) and the blanks before a colon that may follow it.
-# The same two spellings in RE2 syntax, for the one-pass `Redactor.unchanged` check (JSON's
+# The same two spellings in RE2 syntax, for the one-pass skip in `Redactor._clean` (JSON's
 # blanks are space, tab, LF and CR; \v and \f, which Python's \s adds, cannot occur there).
 _OPTIONAL_SPELLINGS_RE2 = (rb"\\[u/]", rb'"[\t\n\v\f\r ]+:')
 _STRING_BEFORE_COLON = re.compile(rb'(?P<s>"' + _CONTENT + rb'")(?:\s++(?=:))?')
@@ -113,7 +112,8 @@ class Result:
     """What the Redactor did to one payload."""
 
     body: bytes
-    counts: Counter[str] = field(default_factory=Counter)  # replacements per kind
+    counts: dict[str, int] = field(default_factory=dict)  # replacements per kind (a plain
+    # dict: most payloads are clean, and a Counter costs a Python-level __init__ each)
     dropped: list[str] = field(default_factory=list)  # JSON pointers of dropped fields
 
     @property
@@ -189,27 +189,21 @@ class Redactor:
         """Whether this configuration can change any payload at all."""
         return self.enabled or bool(self.drops)
 
-    def unchanged(self, body: bytes, event_type: str) -> bool:
-        """True when apply() would return `body` unchanged, decided in one linear-time RE2 pass:
-        no field to drop for this event, no pattern from the settings, and neither a candidate
-        of a built-in rule nor an optional spelling (`\\u`, `\\/`, blanks before a colon) in
-        the text. False means "maybe": apply() decides."""
-        if self.drops.get(event_type):
-            return False
-        if not self.enabled:
-            return True
-        if self._custom:
-            return False
-        return self._untouched.search(body) is None
+    def _clean(self, body: bytes) -> bool:
+        """No pattern from the settings, and no candidate of a built-in rule nor an optional
+        spelling in the text: no rule can change it (one RE2 pass)."""
+        return not self._custom and self._untouched.search(body) is None
 
     def apply(self, body: bytes, event_type: str) -> Result:
         """Drop the fields the privacy switches name, then redact secrets."""
-        result = Result(body)
         fields = self.drops.get(event_type)
+        if not fields and (not self.enabled or self._clean(body)):
+            return Result(body)  # the common case: one RE2 pass, nothing to do
+        result = Result(body)
         if fields:
             result.body, result.dropped = drop_fields(result.body, fields)
         if self.enabled:
-            result.body = self._redact(result.body, result.counts)
+            result.body = self._redact(result.body, result.counts, checked=not fields)
         return result
 
     def redact(self, body: bytes) -> Result:
@@ -219,10 +213,13 @@ class Redactor:
             result.body = self._redact(body, result.counts)
         return result
 
-    def _redact(self, body: bytes, counts: Counter[str]) -> bytes:
+    def _redact(self, body: bytes, counts: dict[str, int], *, checked: bool = False) -> bytes:
         """Secrets replaced in the canonical text when the sender used optional escapes, so the
         returned text may be the canonical one; unchanged (the same object) without a secret.
-        Raises RedactionBudgetError past `budget_s` (checked between rules)."""
+        Raises RedactionBudgetError past `budget_s` (checked between rules). `checked`: the
+        caller already found `body` not clean."""
+        if not checked and self._clean(body):
+            return body
         sent = body
         before = sum(counts.values())
         if _OPTIONAL_ESCAPE.search(body) or _BLANKS_BEFORE_COLON.search(body):
@@ -256,7 +253,7 @@ class Redactor:
                     continue
                 pieces += [body[pos:start], MARKER_FORMAT.format(kind=rule.kind).encode()]
                 pos = end
-                counts[rule.kind] += 1
+                counts[rule.kind] = counts.get(rule.kind, 0) + 1
             if pieces:
                 pieces.append(body[pos:])
                 body = b"".join(pieces)
@@ -272,7 +269,7 @@ def _secret_span(m: re.Match[bytes]) -> tuple[int, int]:
     return m.span()
 
 
-def _redact_in_strings(body: bytes, rule: Rule, counts: Counter[str]) -> bytes:
+def _redact_in_strings(body: bytes, rule: Rule, counts: dict[str, int]) -> bytes:
     """Apply a pattern from the settings to each JSON string value (keys stay) as it appears in
     the text, widening every match to whole escape sequences, so that no replacement can break
     the JSON text. `^` and `$` anchor at the string's start and end."""
@@ -301,7 +298,7 @@ def _redact_in_strings(body: bytes, rule: Rule, counts: Counter[str]) -> bytes:
             pieces += [body[pos : lo + start], marker]
             pos = lo + end
             last = end
-            counts[rule.kind] += 1
+            counts[rule.kind] = counts.get(rule.kind, 0) + 1
     if not pieces:
         return body
     pieces.append(body[pos:])

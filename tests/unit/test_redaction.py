@@ -653,10 +653,15 @@ def test_redaction_re2_candidates_never_skip_a_secret(parts: list[str], key: str
     """The RE2 pass that lets a payload skip the rules is a superset of the rules: redacting
     with it gives the same text as running every rule unconditionally."""
     body = orjson.dumps({key: "".join(parts), "n": 1})
-    fast = Redactor()
-    every = Redactor()
-    every.candidates = re2.compile(b"")  # matches every text: the rules always run
-    assert every.redact(body).body == fast.redact(body).body
+    assert exhaustive().redact(body).body == Redactor().redact(body).body
+
+
+def exhaustive(**kw: Any) -> Redactor:
+    """A Redactor whose RE2 passes match every text, so every rule always runs."""
+    every = Redactor(**kw)
+    every.candidates = re2.compile(b"")
+    every._untouched = re2.compile(b"")
+    return every
 
 
 @pytest.mark.parametrize(
@@ -666,32 +671,28 @@ def test_redaction_re2_candidates_never_skip_a_secret(parts: list[str], key: str
     + [t for _, t in ESCAPED_SPELLINGS]
     + ['{"password" :\t"x"}', '{"a":"b\\/c"}', '{"plain":"text"}'],
 )
-def test_redaction_unchanged_only_when_apply_changes_nothing(text: str) -> None:
-    """Redactor.unchanged (one RE2 pass) never says "unchanged" for a payload apply() would
-    change; every secret of the corpus gets "maybe" and is then redacted."""
+def test_redaction_one_pass_skip_changes_nothing(text: str) -> None:
+    """The one RE2 pass that lets a payload skip every rule (no candidate, no optional spelling)
+    never skips one the rules would change: apply() gives the bytes and counts of running
+    every rule."""
     body = text.encode() if text.startswith("{") else orjson.dumps({"t": text})
-    redactor = Redactor()
-    result = redactor.apply(body, "PostToolUse")
-    if redactor.unchanged(body, "PostToolUse"):
-        assert (body, 0) == (result.body, result.count)
-    assert (result.count == 0) or not redactor.unchanged(body, "PostToolUse")
+    fast, every = Redactor().apply(body, "PostToolUse"), exhaustive().apply(body, "PostToolUse")
+    assert (every.body, every.count) == (fast.body, fast.count)
 
 
 @given(st.text(max_size=200))
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-def test_redaction_unchanged_agrees_with_apply_on_any_text(text: str) -> None:
-    """For arbitrary text in a payload, "unchanged" implies apply() returns the same bytes."""
+def test_redaction_one_pass_skip_agrees_on_any_text(text: str) -> None:
+    """For arbitrary text in a payload, the skip gives what running every rule gives."""
     body = orjson.dumps({"text": text, "password": text} if len(text) % 2 else {"text": text})
-    redactor = Redactor()
-    if redactor.unchanged(body, "Stop"):
-        assert body == redactor.apply(body, "Stop").body
+    assert exhaustive().apply(body, "Stop").body == Redactor().apply(body, "Stop").body
 
 
-def test_redaction_unchanged_respects_switches_and_custom_patterns() -> None:
-    """A field to drop for this event, or a pattern from the settings, always means "maybe";
-    with redaction off and no switch, nothing changes."""
+def test_redaction_one_pass_skip_keeps_switches_and_custom_patterns() -> None:
+    """A text with no built-in candidate still loses the fields a switch drops for its event,
+    and still meets the patterns from the settings; with redaction off nothing changes."""
     body = b'{"prompt":"hello","tool_response":"x"}'
-    assert not Redactor(drop_prompts=True).unchanged(body, "UserPromptSubmit")
-    assert Redactor(drop_prompts=True).unchanged(body, "Stop")
-    assert not Redactor(extra_patterns=["hel+o"]).unchanged(body, "Stop")
-    assert Redactor(enabled=False).unchanged(body, "UserPromptSubmit")
+    assert Redactor(drop_prompts=True).apply(body, "UserPromptSubmit").dropped
+    assert body == Redactor(drop_prompts=True).apply(body, "Stop").body
+    assert Redactor(extra_patterns=["hel+o"]).apply(body, "Stop").count == 1
+    assert body == Redactor(enabled=False).apply(body, "UserPromptSubmit").body
