@@ -24,6 +24,7 @@ from daemon.parse_pool import (
     BAD,
     GONE,
     OS_ERROR,
+    PAUSE_ENV,
     POOL_MIN_FILES,
     REFUSED,
     FileOutcome,
@@ -54,9 +55,6 @@ UNKNOWN_ERROR_RETRIES = (
 BATCH_DEADLINE_S = 120.0
 WRITER_POLL_S = 1.0  # while a batch commits, the caller's tick runs at least this often
 UNREADABLE_RETRY_S = 30.0  # an unreadable file is tried again after this long, not in a hot loop
-PAUSE_ENV = (
-    "SESSION_DB_TEST_PAUSE"  # fault injection for crash tests: pre_commit, post_commit, mid_unlink
-)
 
 
 @dataclass(slots=True)

@@ -47,6 +47,8 @@ POOL_ATTEMPTS = 3  # pools tried per batch (a worker died) before the batch is r
 POOL_POLL_S = 1.0  # while waiting for the workers, the caller's tick runs at least this often
 START_METHOD = "forkserver"  # never fork the threaded daemon itself
 PAUSE_POINT = "in_parse_worker"  # SESSION_DB_TEST_PAUSE: a worker stops at its first chunk
+# Fault injection for crash tests (read here and by daemon.ingest): pre_commit, post_commit,
+# mid_unlink, in_parse_worker.
 PAUSE_ENV = "SESSION_DB_TEST_PAUSE"
 
 # What examining one file gives: the event, or why there is none.
