@@ -3,6 +3,7 @@ the same rows, the same links to agents and sessions, nothing inserted twice."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +140,22 @@ def test_ingest_copy_fallback_rows_equal_direct_rows(
     stats = ingestor.drain()
     assert (len(names) - 1, 1) == (stats.inserted, stats.duplicates)
     assert direct == query(db_url, ALL_COLUMNS)
+
+
+def test_ingest_copy_mtime_before_1970_stored_exactly(
+    spool: Spool, ingestor: Ingestor, db_url: str
+) -> None:
+    """A file without a spool header takes its time from its mtime, which may lie before 1970
+    (negative nanoseconds; the filesystem may clamp what was set, e.g. to 1901): the direct
+    COPY stores the instant the file carries, microseconds included."""
+    from daemon.event_rows import ns_to_datetime
+
+    expected = []
+    for ns in (-62_135_596_800 * 10**9 + 5_000, -30_000_000_000 * 10**9 + 1_234_000, -1_500):
+        name = write_raw(spool.root, orjson.dumps({"hook_event_name": "Stop", "n": str(ns)}))
+        os.utime(spool.new / name, ns=(ns, ns))
+        expected.append(ns_to_datetime((spool.new / name).stat().st_mtime_ns))
+    assert len(expected) == ingestor.drain().inserted
+    stored = [r[0] for r in query(db_url, "SELECT occurred_at FROM agent_logs")]
+    assert sorted(expected) == sorted(stored)
+    assert min(expected).year < 1970
