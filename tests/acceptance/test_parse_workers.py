@@ -11,6 +11,7 @@ from pathlib import Path
 from daemon.parse_pool import PAUSE_POINT, POOL_MIN_FILES
 from daemon.spool import Spool
 from tests.acceptance.conftest import Daemon, Env, assert_oracle, wait_for
+from tests.support.procs import gone
 from tests.support.spoolwriter import write_event
 
 EVENTS = POOL_MIN_FILES * 3  # a batch large enough for the workers
@@ -46,15 +47,6 @@ def children_of(pid: int) -> list[int]:
             except (OSError, ValueError, IndexError):
                 continue  # exited meanwhile
     return found
-
-
-def gone(pid: int) -> bool:
-    """The process no longer runs (exited, or a zombie nobody reaped yet)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return True
-    return "\nState:\tZ" in status
 
 
 def test_parse_worker_kill9_mid_batch_settles_each_event_once(

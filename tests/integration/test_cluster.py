@@ -29,6 +29,7 @@ from daemon.cluster import (
     find_binaries,
     privilege_wrapper,
 )
+from tests.support.procs import gone
 
 pytestmark = pytest.mark.slow  # every test starts a real cluster (5-16 s each)
 
@@ -94,14 +95,6 @@ def short_state_dir(binaries: PgBinaries) -> Iterator[Path]:
 
 def _postmaster_pid(cluster: EmbeddedCluster) -> int:
     return int((cluster.data_dir / "postmaster.pid").read_text().splitlines()[0])
-
-
-def _is_gone_or_zombie(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return True
-    return "State:\tZ" in status
 
 
 def test_ensure_started_initialises_starts_connects_and_stops(
@@ -227,7 +220,7 @@ def test_ensure_started_recovers_after_postmaster_kill9(
     pid = _postmaster_pid(cluster)
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while not _is_gone_or_zombie(pid) and time.monotonic() < deadline:
+    while not gone(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert (cluster.data_dir / "postmaster.pid").exists() is True
     assert cluster.is_running() is False
@@ -284,7 +277,7 @@ def test_ensure_started_restarts_server_of_moved_state_dir(
             assert new.ensure_started() is True
         expected_events = ["cluster_restarting", "cluster_stopped", "cluster_started"]
         assert expected_events == [e["event"] for e in events if e["event"] in expected_events]
-        assert _is_gone_or_zombie(old_pid) is True
+        assert gone(old_pid) is True
         with psycopg.connect(new.url()) as conn:
             expected = [(7,)]
             assert expected == conn.execute("SELECT n FROM moved").fetchall()
