@@ -76,10 +76,15 @@ def assert_api_followed_script(
 
 
 def assert_events_match_capture(lab: Lab, p: Project, session_id: str) -> None:
-    """agent_logs has one hook row per firing the capture hook saw, by type and by subagent."""
+    """agent_logs has one hook row per firing the capture hook saw, by type and by subagent.
+
+    Only this project's rows count (by the CLAUDE_PROJECT_DIR the hook recorded): a test that
+    retries the CLI runs each attempt in a project of its own against the same database.
+    """
     rows = lab.query(
         "SELECT event_type, claude_agent_id, claude_session_id FROM agent_logs"
-        " WHERE event_category = 'hook'"
+        " WHERE event_category = 'hook' AND project_dir = ANY(%s)",
+        sorted({str(p.dir), str(p.dir.resolve())}),
     )
     assert p.fired() == Counter(r[0] for r in rows)
     assert Counter((e["hook_event_name"], e.get("agent_id")) for e in p.payloads()) == Counter(
