@@ -7,24 +7,21 @@ it was judged bad (quarantine with a reason). Anything else leaves it where it i
 from __future__ import annotations
 
 import errno
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
-from daemon.errors import PermanentRowError, UnknownDbError
+from daemon.batch_commit import BATCH_DEADLINE_S, BatchCommitter, Outcome
 from daemon.events import Event
 from daemon.fs_names import printable
 from daemon.parse_pool import (
     BAD,
     GONE,
     OS_ERROR,
-    PAUSE_ENV,
     POOL_MIN_FILES,
     REFUSED,
     FileOutcome,
@@ -46,14 +43,6 @@ from daemon.spool import (
 
 log = structlog.get_logger("session_db.ingest")
 
-UNKNOWN_ERROR_RETRIES = (
-    3  # attempts of a batch that fails with an unclassified error before bisecting
-)
-# A batch still unanswered after this long is cut off (its connection shut down) and retried:
-# the server or the path to it stopped answering without closing the connection (SIGSTOP, a
-# frozen VM, a stalled proxy), which neither statement_timeout nor TCP timeouts always catch.
-BATCH_DEADLINE_S = 120.0
-WRITER_POLL_S = 1.0  # while a batch commits, the caller's tick runs at least this often
 UNREADABLE_RETRY_S = 30.0  # an unreadable file is tried again after this long, not in a hot loop
 
 
@@ -75,16 +64,6 @@ class Preparing:
     now: float  # wall clock when the batch was started (deferral deadlines)
     to_read: list[SpoolEntry] = field(default_factory=list)
     submitted: Submitted | None = None
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What the writer thread did with one batch: counts, and the files whose rows committed."""
-
-    inserted: int = 0
-    duplicates: int = 0
-    quarantined: int = 0  # rows the database rejected, quarantined after bisection
-    committed: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -130,13 +109,13 @@ class Ingestor:
         self.redactor = redactor  # None: payloads stored as received (tests of other concerns)
         self.keep_originals = keep_originals
         self.max_file_bytes = max_file_bytes
-        self.batch_deadline_s = batch_deadline_s
         self._unreadable: dict[str, float] = {}
         self._first_seen: dict[
             str, float
         ] = {}  # monotonic time a deferred foreign file was first seen
-        self._pause = os.environ.get(PAUSE_ENV) or None
-        self._pause_dir = pause_dir
+        self.committer = BatchCommitter(
+            spool, sink, deadline_s=batch_deadline_s, pause_dir=pause_dir
+        )
         self.on_event: Callable[[Event], None] | None = None
         self._parse_options = ParseOptions(
             host=host,
@@ -201,13 +180,13 @@ class Ingestor:
                     )
                     done = None
                     if pending is not None:
-                        done = (self._wait(*pending, should_stop), pending[1])
+                        done = (self._wait(pending, should_stop), pending[1])
                         pending = None
-                    pending = (writer.submit(self._write, prepared.events, 1), prepared)
+                    pending = (writer.submit(self.committer.write, prepared.events), prepared)
                     if done is not None:
                         self._settle(*done, stats)
                 if pending is not None:
-                    done = (self._wait(*pending, should_stop), pending[1])
+                    done = (self._wait(pending, should_stop), pending[1])
                     pending = None
                     self._settle(*done, stats)
             finally:
@@ -271,7 +250,9 @@ class Ingestor:
             self._take(entry, outcome, preparing.prepared, stats=stats, now=preparing.now)
         return preparing.prepared
 
-    def _examine_here(self, entries: list[SpoolEntry], tick: Callable[[], bool]) -> list[FileOutcome]:
+    def _examine_here(
+        self, entries: list[SpoolEntry], tick: Callable[[], bool]
+    ) -> list[FileOutcome]:
         out: list[FileOutcome] = []
         for entry in entries:
             tick()
@@ -363,31 +344,16 @@ class Ingestor:
             )
         return None
 
-    def _wait(
-        self, future: Future[Outcome], prepared: Prepared, tick: Callable[[], bool]
-    ) -> Outcome:
-        """The outcome of a batch in flight; past the deadline its connection is cut."""
-        deadline = time.monotonic() + self.batch_deadline_s
-        while True:
-            try:
-                return future.result(timeout=WRITER_POLL_S)
-            except FutureTimeout:
-                tick()
-                if time.monotonic() > deadline:
-                    log.warning(
-                        "batch_deadline_exceeded",
-                        files=len(prepared.batch),
-                        deadline_s=self.batch_deadline_s,
-                    )
-                    self.sink.abort()  # the writer then fails with a transient error
-                    deadline = float("inf")
+    def _wait(self, pending: tuple[Future[Outcome], Prepared], tick: Callable[[], bool]) -> Outcome:
+        future, prepared = pending
+        return self.committer.wait(future, len(prepared.batch), tick)
 
     def _settle(self, outcome: Outcome, prepared: Prepared, stats: DrainStats) -> None:
         """After COMMIT: unlink the committed files, then one canonical log line for the batch."""
         names = outcome.committed
-        if self._pause == "mid_unlink" and len(names) > 1:
+        if self.committer.pause == "mid_unlink" and len(names) > 1:
             self.spool.remove(names[: len(names) // 2])
-            self._maybe_pause("mid_unlink")
+            self.committer.maybe_pause("mid_unlink")
         self.spool.remove(names)
         if self.on_event is not None:
             for e in prepared.events:
@@ -418,66 +384,3 @@ class Ingestor:
         first = self._first_seen.setdefault(entry.name, time.monotonic())
         fresh = now - entry.mtime_ns / 1e9 < self.foreign_grace_s
         return fresh and time.monotonic() - first < self.foreign_grace_s
-
-    def _write(self, events: list[Event], attempt: int) -> Outcome:
-        """Writer thread: commit events, bisecting around rows the database rejects.
-
-        Unlinks nothing: the committed names go back to the main thread, which unlinks them.
-        """
-        if not events:
-            return Outcome()
-        try:
-            result = self.sink.write_events(events, before_commit=self._pause_point("pre_commit"))
-        except PermanentRowError as exc:
-            return self._bisect(events, str(exc), exc.sqlstate)
-        except UnknownDbError as exc:
-            if attempt < UNKNOWN_ERROR_RETRIES:
-                log.warning(
-                    "batch_retry_unknown_error",
-                    error=str(exc),
-                    sqlstate=exc.sqlstate,
-                    attempt=attempt,
-                )
-                time.sleep(0.2 * attempt)
-                return self._write(events, attempt + 1)
-            return self._bisect(events, str(exc), exc.sqlstate)
-        self._maybe_pause("post_commit")
-        return Outcome(result.inserted, result.duplicates, 0, [e.spool_name for e in events])
-
-    def _bisect(self, events: list[Event], error: str, sqlstate: str | None) -> Outcome:
-        if len(events) == 1:
-            ok = self.spool.quarantine_file(
-                events[0].spool_name, "db_rejected", error, sqlstate=sqlstate
-            )
-            log.warning(
-                "event_quarantined",
-                file=events[0].spool_name,
-                reason="db_rejected",
-                sqlstate=sqlstate,
-                error=error,
-            )
-            return Outcome(quarantined=int(ok))
-        mid = len(events) // 2
-        a = self._write(events[:mid], attempt=1)
-        b = self._write(events[mid:], attempt=1)
-        return Outcome(
-            a.inserted + b.inserted,
-            a.duplicates + b.duplicates,
-            a.quarantined + b.quarantined,
-            a.committed + b.committed,
-        )
-
-    # --- fault injection for the crash tests --------------------------------------------
-
-    def _pause_point(self, point: str) -> Callable[[], None] | None:
-        if self._pause != point:
-            return None
-        return lambda: self._maybe_pause(point)
-
-    def _maybe_pause(self, point: str) -> None:
-        """Announce the pause point with a marker file, then wait to be killed."""
-        if self._pause != point or self._pause_dir is None:
-            return
-        (self._pause_dir / f"paused-{point}").write_text(str(os.getpid()))
-        while True:
-            time.sleep(3600)

@@ -8,27 +8,20 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import orjson
 import psycopg
-from psycopg.types.json import Jsonb
 
-from daemon import db
+from daemon import db, transcript_writes, workflow_writes
 from daemon.agent_observations import agent_params, observe_agents
-from daemon.cost_states import CostState
-from daemon.event_rows import AgentIds, AgentKey, copy_chunks, event_row, ns_to_datetime
+from daemon.event_rows import AgentIds, AgentKey, copy_chunks, event_row
 from daemon.events import Event
-from daemon.messages import MessageRow
 from daemon.sink_port import (
     AppliedState,
     FileState,
-    StateAgent,
     TranscriptCommit,
     TranscriptWrite,
     WorkflowState,
@@ -97,17 +90,6 @@ class PostgresSink:
             if self._conn is not None and (self._conn.broken or self._conn.closed):
                 self.close()
             raise db.classify(exc) from exc
-
-    def _write_messages(
-        self, cur: psycopg.Cursor[tuple[Any, ...]], rows: Iterable[MessageRow]
-    ) -> int:
-        """Insert archive rows inside the caller's transaction (the one that also commits the
-        usage rows and the transcript offsets); returns how many were new."""
-        with cur.copy(db.COPY_MESSAGES) as copy:
-            for seq, row in enumerate(rows):
-                copy.write_row((*row.copy_row(self.host), seq))
-        cur.execute(db.INSERT_MESSAGES)
-        return cur.rowcount
 
     def ping(self) -> None:
         """One round trip to the server; raises classified errors like write_events."""
@@ -224,105 +206,21 @@ class PostgresSink:
         self.known_transcripts.update(new_transcripts)
         return WriteResult(inserted, len(events) - inserted, len(obs), backfilled)
 
-    # --- workflow state.json (daemon/workflows.py) -----------------------------------------
+    # --- workflow state.json (daemon/workflows.py, daemon/workflow_writes.py) --------------
 
     def apply_workflow_state(self, state: WorkflowState) -> AppliedState | None:
         """One transaction: the sessions row, its agents, their links, and a phase row when the
         status changed; None when this content is already the stored one."""
         with self.classified(), db.transaction(self.connection()) as cur:
-            cur.execute(db.SELECT_SESSION_STATE, (self.host, state.slug))
-            row = cur.fetchone()
-            old_status = str(row[1]) if row else None
-            if row and row[2] == state.sha256:
-                return None  # another daemon (or an earlier run) applied this content
-            cur.execute(
-                db.UPSERT_SESSION_STATE,
-                {
-                    "host": self.host,
-                    "slug": state.slug,
-                    "title": state.title,
-                    "status": state.status,
-                    "session_type": state.session_type,
-                    "working_dir": state.working_dir,
-                    "state_path": state.state_path,
-                    "total_cost": state.total_cost,
-                    "state": state.state_json,
-                    "sha": state.sha256,
-                    "created_at": state.created_at,
-                    "completed_at": state.completed_at,
-                },
-            )
-            fetched = cur.fetchone()
-            assert fetched is not None
-            session_id: uuid.UUID = fetched[0]  # type: ignore[assignment]  # uuid column
-            agent_ids = [self._upsert_state_agent(cur, agent, session_id) for agent in state.agents]
-            if agent_ids:
-                cur.execute(db.LINK_CHILD_AGENTS, (agent_ids,))
-                children = [r[0] for r in cur.fetchall()]
-                cur.execute(db.BACKFILL_SESSION_LINKS, (agent_ids + children,))
-            new_status = state.status or old_status or "created"
-            changed = row is None or new_status != old_status
-            if changed:
-                payload = {
-                    "from": old_status,
-                    "to": new_status,
-                    "state_sha256": state.sha256,
-                    "state_path": state.state_path,
-                }
-                cur.execute(
-                    db.INSERT_PHASE_EVENT,
-                    {
-                        "uid": f"phase:{self.host}:{state.slug}:{old_status}:{new_status}:"
-                        f"{state.sha256}",
-                        "host": self.host,
-                        "session_id": session_id,
-                        "event_type": new_status,
-                        "occurred_at": ns_to_datetime(state.mtime_ns),
-                        "payload": Jsonb(payload),
-                        "payload_bytes": len(orjson.dumps(payload)),
-                        "slug": state.slug,
-                    },
-                )
-        return AppliedState(session_id, old_status, new_status, changed)
+            return workflow_writes.apply(cur, self.host, state)
 
-    def _upsert_state_agent(
-        self, cur: psycopg.Cursor[tuple[Any, ...]], agent: StateAgent, session_id: uuid.UUID
-    ) -> uuid.UUID:
-        """The agents row of one state.json entry (db.SELECT_STATE_AGENT_TARGET has the rule).
-
-        An entry may name its Claude session only in a later version of the file, or name
-        another one; neither may hit the primary key of the row its id already has."""
-        params = {**asdict(agent), "session_id": session_id, "host": self.host}
-        statement = db.UPSERT_STATE_AGENT_BY_ID
-        if agent.sdk_session_id:
-            cur.execute(db.SELECT_STATE_AGENT_TARGET, params)
-            target = cur.fetchone()
-            assert target is not None
-            session_row, placeholder = target
-            if session_row is not None:
-                statement = db.UPSERT_STATE_AGENT_BY_SDK
-                if agent.id is not None and agent.id != session_row and placeholder:
-                    cur.execute(db.DETACH_STATE_AGENT_PLACEHOLDER, params)
-            elif not placeholder:
-                statement = db.UPSERT_STATE_AGENT_BY_SDK
-                if placeholder is False:  # the id belongs to another session's row
-                    params["id"] = None
-        cur.execute(statement, params)
-        row = cur.fetchone()
-        assert row is not None
-        return row[0]  # type: ignore[no-any-return]  # uuid column
-
-    # --- transcripts (daemon/transcripts.py) ------------------------------------------------
+    # --- transcripts (daemon/transcripts.py, daemon/transcript_writes.py) ------------------
 
     def register_transcripts(self, files: Sequence[tuple[str, str | None, str | None]]) -> int:
         if not files:
             return 0
         with self.classified(), db.transaction(self.connection()) as cur:
-            cur.execute(
-                db.REGISTER_TRANSCRIPTS,
-                (self.host, [f[0] for f in files], [f[1] for f in files], [f[2] for f in files]),
-            )
-            return cur.rowcount
+            return transcript_writes.register(cur, self.host, files)
 
     def transcript_files(self, only: Iterable[str] | None = None) -> list[FileState]:
         with self.classified(), db.transaction(self.connection()) as cur:
@@ -330,21 +228,7 @@ class PostgresSink:
                 cur.execute(db.SELECT_TRANSCRIPTS, (self.host,))
             else:
                 cur.execute(db.SELECT_TRANSCRIPTS_BY_PATH, (self.host, list(only)))
-            rows = cur.fetchall()
-        return [
-            FileState(
-                path=str(r[0]),
-                claude_session_id=r[1],  # type: ignore[arg-type]  # text column
-                claude_agent_id=r[2],  # type: ignore[arg-type]  # text column
-                byte_offset=int(r[3]),  # type: ignore[call-overload]  # bigint column
-                file_dev=r[4],  # type: ignore[arg-type]  # bigint column
-                file_ino=r[5],  # type: ignore[arg-type]  # bigint column
-                head_sha256=r[6],  # type: ignore[arg-type]  # text column
-                last_prompt_id=r[7],  # type: ignore[arg-type]  # text column
-                missing=r[8] is not None,
-            )
-            for r in rows
-        ]
+            return transcript_writes.file_states(cur.fetchall())
 
     def mark_transcript_missing(self, path: str) -> None:
         with self.classified(), db.transaction(self.connection()) as cur:
@@ -354,108 +238,11 @@ class PostgresSink:
         """One transaction: usage rows, their agents, messages, cost states and every file's
         new offset. `synchronous_commit` stays on (db.connect): with many files per
         transaction the WAL flushes are about 2 % of a backfill."""
-        inserted = updated = archived = 0
         with self.classified():
             conn = self.connection()
             with db.transaction(conn) as cur:
                 if self._temp_table_on is not conn:
                     cur.execute(db.CREATE_USAGE_TABLE)
-                agents = set(write.agents)
-                if write.usages or write.messages:
-                    mains = sorted({sid for sid, _ in agents})
-                    subs = sorted((s, a) for s, a in agents if a is not None)
-                    for group in ([(s, None) for s in mains], subs):
-                        if group:
-                            cur.execute(
-                                db.ENSURE_AGENTS,
-                                (self.host, [k[0] for k in group], [k[1] for k in group]),
-                            )
-                if write.usages:
-                    with cur.copy(db.COPY_USAGE) as copy:
-                        for u in write.usages:
-                            copy.write_row(
-                                (u.message_id, u.request_id, u.claude_session_id, u.claude_agent_id, u.prompt_id,
-                                 u.model, u.input_tokens, u.output_tokens, u.cache_write_5m_tokens,
-                                 u.cache_write_1h_tokens, u.cache_read_tokens, u.web_search_requests,
-                                 u.web_fetch_requests, u.speed, u.service_tier, u.inference_geo, u.occurred_at,
-                                 u.is_sidechain, self.host, u.transcript_path, u.cwd, u.git_branch)
-                            )  # fmt: skip
-                    cur.execute(db.UPSERT_USAGE)
-                    for (was_inserted,) in cur.fetchall():
-                        if was_inserted:
-                            inserted += 1
-                        else:
-                            updated += 1
-                    if write.models:
-                        keys = sorted(write.models, key=lambda k: (k[0], k[1] or ""))
-                        cur.execute(
-                            db.FILL_AGENT_MODELS,
-                            (
-                                [k[0] for k in keys],
-                                [k[1] for k in keys],
-                                [write.models[k] for k in keys],
-                            ),
-                        )
-                if write.messages:
-                    archived = self._write_messages(cur, write.messages)
-                if write.cost_states:
-                    self._write_cost_states(cur, write.cost_states)
-                offsets = sorted(write.offsets, key=lambda o: o.path)
-                cur.execute(
-                    db.UPDATE_TRANSCRIPT_OFFSETS,
-                    {
-                        "host": self.host,
-                        "path": [o.path for o in offsets],
-                        "offset": [o.offset for o in offsets],
-                        "dev": [o.dev for o in offsets],
-                        "ino": [o.ino for o in offsets],
-                        "head": [o.head_sha256 for o in offsets],
-                        "prompt_id": [o.prompt_id for o in offsets],
-                        "lines": [o.lines for o in offsets],
-                    },
-                )
+                committed = transcript_writes.write(cur, self.host, write)
         self._temp_table_on = conn  # only now: a rolled-back CREATE leaves no table behind
-        return TranscriptCommit(inserted, updated, archived)
-
-    def _write_cost_states(
-        self, cur: psycopg.Cursor[tuple[Any, ...]], states: Mapping[str, CostState]
-    ) -> None:
-        """Compactions, then each session's state where it is later than the stored one."""
-        compacted = sorted(sid for sid, st in states.items() if st.compacted)
-        if compacted:
-            cur.execute(db.MARK_COST_STATES_COMPACTED, (self.host, compacted))
-        rows = []
-        for sid in sorted(states):
-            st = states[sid]
-            if st.total_cost_usd is None:
-                continue
-            models = sorted(st.models)
-            m = [st.models[k] for k in models]
-            rows.append(
-                {
-                    "sid": sid,
-                    "host": self.host,
-                    "path": st.transcript_path,
-                    "total_cost_usd": st.total_cost_usd,
-                    "api_ms": st.total_api_duration_ms,
-                    "api_nr_ms": st.total_api_duration_without_retries_ms,
-                    "tool_ms": st.total_tool_duration_ms,
-                    "duration_ms": st.total_duration_ms,
-                    "lines_added": st.lines_added,
-                    "lines_removed": st.lines_removed,
-                    "started_at": st.started_at,
-                    "unknown": st.has_unknown_model_cost,
-                    "model": models,
-                    "input": [x.input_tokens for x in m],
-                    "output": [x.output_tokens for x in m],
-                    "thinking": [x.thinking_tokens for x in m],
-                    "cache_read": [x.cache_read_tokens for x in m],
-                    "cache_write": [x.cache_write_tokens for x in m],
-                    "cw5m": [x.cache_write_5m_tokens for x in m],
-                    "cw1h": [x.cache_write_1h_tokens for x in m],
-                    "web_search": [x.web_search_requests for x in m],
-                    "cost": [x.cost_usd for x in m],
-                }
-            )
-        if rows:
-            cur.executemany(db.UPSERT_COST_STATE, rows)
+        return committed

@@ -11,7 +11,7 @@ import json
 import orjson
 import pytest
 
-from daemon import ingest
+from daemon import batch_commit
 from daemon.errors import TransientDbError
 from daemon.ingest import Ingestor
 from daemon.spool import Spool
@@ -101,7 +101,7 @@ def test_ingest_hanging_batch_cut_at_deadline(
 ) -> None:
     """A write that never answers is aborted once the batch deadline passes: the drain fails
     with a transient error, nothing is unlinked, and the next pass commits the files."""
-    monkeypatch.setattr(ingest, "WRITER_POLL_S", 0.005)
+    monkeypatch.setattr(batch_commit, "WRITER_POLL_S", 0.005)
     names = spool_events(spool, 2)
     fake.hang_next()
     with pytest.raises(TransientDbError):
