@@ -56,6 +56,7 @@ def main() -> None:
         env.update(SESSION_DB_URL=url, SESSION_DB_SPOOL=str(spool), SESSION_DB_STATE_DIR=str(root / "st"),
                    XDG_CONFIG_HOME=str(root / "cfg"), COLUMNS=args.columns, SESSION_DB_LOG_FORMAT="json")  # fmt: skip
         projects = root / "projects"
+        env["SESSION_DB_TRANSCRIPT_ROOTS"] = str(projects)  # transcripts are read only below a root
         for scenario in SCENARIOS:
             shutil.copytree(FIXTURES / "transcripts" / scenario, projects / scenario)
             for f in sorted((FIXTURES / "hooks" / "all" / scenario).iterdir()):
