@@ -1,4 +1,5 @@
-"""Drain the spool into PostgreSQL: batches by count and bytes, bisection of poison rows.
+"""Drain the spool into PostgreSQL: batches by count and bytes, each committed by
+daemon/batch_commit.py on a writer thread while the next batch is read.
 
 Invariant: a spool file leaves `new/` only after its row has committed (unlink) or after
 it was judged bad (quarantine with a reason). Anything else leaves it where it is.
