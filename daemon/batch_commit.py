@@ -3,24 +3,21 @@
 A batch the database rejects is split in halves until the rows it refuses stand alone; each
 of those is quarantined (`db_rejected`) and the rest commit. Transient errors propagate (the
 caller retries the whole drain later). A batch that stays unanswered past its deadline has
-its connection cut, which turns the hang into a transient error. The crash tests' pause
-points (SESSION_DB_TEST_PAUSE: pre_commit, post_commit, mid_unlink) are here too."""
+its connection cut, which turns the hang into a transient error."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import structlog
 
 from daemon.errors import PermanentRowError, UnknownDbError
 from daemon.events import Event
-from daemon.parse_pool import PAUSE_ENV
+from daemon.pause_points import PausePoints
 from daemon.sink_port import Sink
 from daemon.spool import Spool
 
@@ -53,21 +50,20 @@ class BatchCommitter:
         spool: Spool,
         sink: Sink,
         *,
+        pauses: PausePoints,
         deadline_s: float = BATCH_DEADLINE_S,
-        pause_dir: Path | None = None,
     ) -> None:
         self.spool = spool
         self.sink = sink
+        self.pauses = pauses
         self.deadline_s = deadline_s
-        self.pause = os.environ.get(PAUSE_ENV) or None
-        self._pause_dir = pause_dir
 
     def write(self, events: list[Event], attempt: int = 1) -> Outcome:
         """Commit events, bisecting around rows the database rejects."""
         if not events:
             return Outcome()
         try:
-            result = self.sink.write_events(events, before_commit=self._pause_point("pre_commit"))
+            result = self.sink.write_events(events, before_commit=self.pauses.hook("pre_commit"))
         except PermanentRowError as exc:
             return self._bisect(events, str(exc), exc.sqlstate)
         except UnknownDbError as exc:
@@ -81,7 +77,7 @@ class BatchCommitter:
                 time.sleep(UNKNOWN_ERROR_BACKOFF_S * attempt)
                 return self.write(events, attempt + 1)
             return self._bisect(events, str(exc), exc.sqlstate)
-        self.maybe_pause("post_commit")
+        self.pauses.stop_at("post_commit")
         return Outcome(result.inserted, result.duplicates, 0, [e.spool_name for e in events])
 
     def wait(self, future: Future[Outcome], files: int, tick: Callable[[], bool]) -> Outcome:
@@ -120,19 +116,3 @@ class BatchCommitter:
             a.quarantined + b.quarantined,
             a.committed + b.committed,
         )
-
-    # --- fault injection for the crash tests --------------------------------------------
-
-    def _pause_point(self, point: str) -> Callable[[], None] | None:
-        if self.pause != point:
-            return None
-        return lambda: self.maybe_pause(point)
-
-    def maybe_pause(self, point: str) -> None:
-        """At the pause point chosen by SESSION_DB_TEST_PAUSE: announce it with a marker file,
-        then wait to be killed."""
-        if self.pause != point or self._pause_dir is None:
-            return
-        (self._pause_dir / f"paused-{point}").write_text(str(os.getpid()))
-        while True:
-            time.sleep(3600)

@@ -31,6 +31,7 @@ from daemon.parse_pool import (
     Submitted,
     examine,
 )
+from daemon.pause_points import PausePoints
 from daemon.redaction import Redactor
 from daemon.sink_port import Sink
 from daemon.spool import (
@@ -114,8 +115,9 @@ class Ingestor:
         self._first_seen: dict[
             str, float
         ] = {}  # monotonic time a deferred foreign file was first seen
+        self.pauses = PausePoints(pause_dir)
         self.committer = BatchCommitter(
-            spool, sink, deadline_s=batch_deadline_s, pause_dir=pause_dir
+            spool, sink, pauses=self.pauses, deadline_s=batch_deadline_s
         )
         self.on_event: Callable[[Event], None] | None = None
         self._parse_options = ParseOptions(
@@ -352,9 +354,9 @@ class Ingestor:
     def _settle(self, outcome: Outcome, prepared: Prepared, stats: DrainStats) -> None:
         """After COMMIT: unlink the committed files, then one canonical log line for the batch."""
         names = outcome.committed
-        if self.committer.pause == "mid_unlink" and len(names) > 1:
+        if self.pauses.chosen == "mid_unlink" and len(names) > 1:
             self.spool.remove(names[: len(names) // 2])
-            self.committer.maybe_pause("mid_unlink")
+            self.pauses.stop_at("mid_unlink")
         self.spool.remove(names)
         if self.on_event is not None:
             for e in prepared.events:

@@ -34,6 +34,7 @@ import structlog
 
 from daemon.errors import RefusedInputError
 from daemon.events import BadEvent, Event, parse
+from daemon.pause_points import PausePoints
 from daemon.redaction import Redactor
 from daemon.spool import Spool, SpoolEntry
 
@@ -47,9 +48,6 @@ POOL_ATTEMPTS = 3  # pools tried per batch (a worker died) before the batch is r
 POOL_POLL_S = 1.0  # while waiting for the workers, the caller's tick runs at least this often
 START_METHOD = "forkserver"  # never fork the threaded daemon itself
 PAUSE_POINT = "in_parse_worker"  # SESSION_DB_TEST_PAUSE: a worker stops at its first chunk
-# Fault injection for crash tests (read here and by daemon.ingest): pre_commit, post_commit,
-# mid_unlink, in_parse_worker.
-PAUSE_ENV = "SESSION_DB_TEST_PAUSE"
 
 # What examining one file gives: the event, or why there is none.
 GONE = "gone"  # the file vanished (another daemon settled it)
@@ -176,7 +174,7 @@ class ParsePool:
         self.spool = spool
         self.options = options
         self.workers = workers
-        paused = os.environ.get(PAUSE_ENV) == PAUSE_POINT
+        paused = PausePoints(pause_dir).chosen == PAUSE_POINT
         self._pause_dir = pause_dir if paused else None
         self._executor: ProcessPoolExecutor | None = None
         self.lost = 0  # pools that broke because a worker died
