@@ -187,9 +187,7 @@ class ParsePool:
         except BrokenProcessPool:
             return Submitted(entries, None)  # collect() rebuilds the pool and tries again
 
-    def collect(
-        self, submitted: Submitted, tick: Callable[[], object]
-    ) -> list[FileOutcome] | None:
+    def collect(self, submitted: Submitted, tick: Callable[[], object]) -> list[FileOutcome] | None:
         """Outcomes of a submitted batch in its order, or None when workers kept dying (the
         caller then examines the batch itself). `tick` runs while waiting."""
         futures = submitted.futures
@@ -207,7 +205,7 @@ class ParsePool:
                     attempt=attempt,
                     files=len(submitted.entries),
                 )
-                self.close()
+                self.close(kill=True)
         return None
 
     def examine(
@@ -261,8 +259,18 @@ class ParsePool:
             )
         return self._executor
 
-    def close(self) -> None:
-        """Stop the workers (idempotent); a pool in use by nobody is simply dropped."""
+    def close(self, *, kill: bool = False) -> None:
+        """Stop the workers (idempotent); a pool in use by nobody is simply dropped.
+
+        `kill`: the pool broke (a worker died). Its manager thread then stops the survivors
+        with SIGTERM, which workers ignore (_start_worker), and waits for them: one still busy
+        or paused would keep shutdown() waiting for ever. They are killed first; their chunks
+        are read again by the next pool."""
         executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+        if executor is None:
+            return
+        if kill:
+            processes = getattr(executor, "_processes", None) or {}  # the pool's own workers
+            for process in list(processes.values()):
+                process.kill()
+        executor.shutdown(wait=True, cancel_futures=True)
